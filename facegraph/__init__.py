@@ -1,0 +1,55 @@
+"""facegraph: a streaming dataflow graph engine for real-time face analysis.
+
+The engine (this package) knows packets, typed ports, nodes, graphs, executors
+and the tools around them; the face-analysis nodes live in ``facegraph.nodes``.
+"""
+
+from __future__ import annotations
+
+from ._errors import (
+    FacegraphError,
+    GraphError,
+    ModelError,
+    NodeFailure,
+    ParamError,
+    PortValueError,
+    RunError,
+    SinkError,
+    SourceError,
+)
+from ._graph import Graph, NodeHandle, NodeSpec, OutputRef
+from ._node import Input, Node, Output, Param, RunContext, Source, StopRun
+from ._ports import (
+    AUS,
+    ANY,
+    CROPS,
+    EMBEDDINGS,
+    FACES,
+    FRAME,
+    IDENTITIES,
+    LANDMARKS,
+    POSE,
+    PROBS,
+    WINDOW,
+    Field,
+    Packet,
+    PortType,
+    array,
+    port_type,
+    value,
+)
+from ._registry import node_class, node_types, register
+from ._run import Result, Run, RunOptions, run
+from ._stats import NodeStats, RunStats
+
+from . import _builtin  # noqa: E402,F401  - registers the engine's own nodes
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ANY", "AUS", "CROPS", "EMBEDDINGS", "FACES", "FRAME", "IDENTITIES", "LANDMARKS", "POSE", "PROBS", "WINDOW",
+    "FacegraphError", "Field", "Graph", "GraphError", "Input", "ModelError", "Node", "NodeFailure", "NodeHandle",
+    "NodeSpec", "NodeStats", "Output", "OutputRef", "Packet", "Param", "ParamError", "PortType", "PortValueError",
+    "Result", "Run", "RunContext", "RunError", "RunOptions", "RunStats", "SinkError", "Source", "SourceError",
+    "StopRun", "array", "node_class", "node_types", "port_type", "register", "run", "value",
+]

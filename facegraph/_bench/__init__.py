@@ -1,0 +1,1 @@
+"""facegraph bench: the FPS and latency harness."""

@@ -1,0 +1,238 @@
+"""The node base classes and their declarations: inputs, outputs and parameters.
+
+A node declares its ports and parameters as class attributes, so the engine can
+check a whole graph (types, wiring, parameters) before any node is opened, and a
+worker process can rebuild any node from its type name and parameters alone.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ._errors import ParamError
+from ._ports import PortType
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Input:
+    """An input port. ``optional`` inputs may stay unconnected (and then arrive as None)."""
+
+    type: PortType
+    optional: bool = False
+    doc: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Output:
+    """An output port."""
+
+    type: PortType
+    doc: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed node parameter with an optional default, range and choices."""
+
+    kind: type | tuple[type, ...]
+    default: Any = _REQUIRED
+    doc: str = ""
+    ge: float | None = None
+    le: float | None = None
+    choices: tuple[Any, ...] | None = None
+    name: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def kind_name(self) -> str:
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        return " or ".join(k.__name__ for k in kinds)
+
+    def check(self, value: Any) -> Any:
+        """Return the value (ints widened to float where a float is asked for) or raise ParamError."""
+        kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
+        if value is None and self.default is None:
+            return None
+        ok = any(_is_instance(value, k) for k in kinds)
+        if not ok:
+            raise ParamError(f"parameter '{self.name}' must be {self.kind_name()}, got {type(value).__name__} {value!r}")
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool) and int not in kinds:
+            value = float(value)
+        if self.choices is not None and value not in self.choices:
+            raise ParamError(
+                f"parameter '{self.name}' must be one of {', '.join(repr(c) for c in self.choices)}, got {value!r}"
+            )
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if self.ge is not None and value < self.ge:
+                raise ParamError(f"parameter '{self.name}' must be >= {self.ge}, got {value!r}")
+            if self.le is not None and value > self.le:
+                raise ParamError(f"parameter '{self.name}' must be <= {self.le}, got {value!r}")
+        return value
+
+
+def _is_instance(value: Any, kind: type) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+@dataclass
+class RunContext:
+    """What the run tells every node: where relative output paths go, and the run's switches."""
+
+    output_dir: Path = field(default_factory=Path.cwd)
+    graph_name: str = "graph"
+    quiet: bool = True
+    threads: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def output_path(self, path: str | Path) -> Path:
+        """Resolve a sink's path against the run's output folder (absolute paths stay)."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else self.output_dir / path
+
+
+class StopRun(Exception):  # noqa: N818 - a request, not an error
+    """Raised by a node (a display closed by the user, say) to end the run cleanly."""
+
+
+class Node:
+    """Base of every node: declare ports and parameters at the top, then override the life cycle.
+
+    ``open()`` loads what the node needs (models, files) and runs in the process
+    that will call ``process()``; ``close()`` always runs, also after an error.
+    ``process(**inputs)`` gets one Packet per connected input (None for an
+    unconnected optional input) for the same frame, and returns a dict of output
+    port name → field dict, or None to emit nothing for this frame.
+    """
+
+    type_name: ClassVar[str] = ""
+    inputs: ClassVar[dict[str, Input]] = {}
+    outputs: ClassVar[dict[str, Output]] = {}
+    params: ClassVar[dict[str, Param]] = {}
+    #: heavy nodes get a thread budget; light ones run fine on one thread
+    threads: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        inputs: dict[str, Input] = {}
+        outputs: dict[str, Output] = {}
+        params: dict[str, Param] = {}
+        for base in reversed(cls.__mro__[1:]):
+            inputs.update(getattr(base, "inputs", {}))
+            outputs.update(getattr(base, "outputs", {}))
+            params.update(getattr(base, "params", {}))
+        for name, attr in list(vars(cls).items()):
+            if isinstance(attr, Input):
+                inputs[name] = Input(attr.type, attr.optional, attr.doc, name)
+            elif isinstance(attr, Output):
+                outputs[name] = Output(attr.type, attr.doc, name)
+            elif isinstance(attr, Param):
+                params[name] = Param(attr.kind, attr.default, attr.doc, attr.ge, attr.le, attr.choices, name)
+            else:
+                continue
+            delattr(cls, name)
+        cls.inputs, cls.outputs, cls.params = inputs, outputs, params
+
+    def __init__(self, node_id: str = "", context: RunContext | None = None, **params: Any) -> None:
+        self.id = node_id or self.type_name
+        self.context = context or RunContext()
+        for name, value in self.check_params(params).items():
+            setattr(self, name, value)
+
+    @classmethod
+    def check_params(cls, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Validate parameters against the declarations; return all of them, defaults filled in."""
+        unknown = [k for k in given if k not in cls.params]
+        if unknown:
+            hint = difflib.get_close_matches(unknown[0], list(cls.params), n=1)
+            known = ", ".join(cls.params) or "none"
+            tail = f"; did you mean '{hint[0]}'?" if hint else f"; known parameters: {known}"
+            raise ParamError(f"unknown parameter '{unknown[0]}'{tail}")
+        values: dict[str, Any] = {}
+        for name, spec in cls.params.items():
+            if name in given:
+                values[name] = spec.check(given[name])
+            elif spec.required:
+                raise ParamError(f"missing required parameter '{name}' ({spec.kind_name()}: {spec.doc})")
+            else:
+                values[name] = spec.default
+        values.update(cls.validate_params(values) or {})
+        return values
+
+    @classmethod
+    def validate_params(cls, values: dict[str, Any]) -> dict[str, Any] | None:
+        """Cross-parameter checks; raise ParamError. Runs when the graph is built."""
+        return None
+
+    @classmethod
+    def requirements(cls, values: dict[str, Any]) -> list[str]:
+        """Problems that stop this node from running here (a missing model file, say), found
+        without opening it, so ``facegraph validate`` can report them."""
+        return []
+
+    @classmethod
+    def is_source(cls) -> bool:
+        return False
+
+    def open(self) -> None:
+        """Acquire resources. Runs in the process that will call process()."""
+
+    def process(self, **inputs: Any) -> dict[str, dict[str, Any]] | None:
+        raise NotImplementedError(f"{type(self).__name__}.process")
+
+    def flush(self) -> dict[str, dict[str, Any]] | None:
+        """Called once at end of stream, before close(); sinks finish their files here."""
+        return None
+
+    def close(self) -> None:
+        """Release resources. Always runs, also after an error."""
+
+
+class Source(Node):
+    """A node with no inputs that produces the frames of one source.
+
+    ``frames()`` yields one dict of output port → fields per frame; the engine
+    numbers the frames and stamps their capture time. ``live`` sources (cameras,
+    streams) may have frames dropped at the entrance when the graph is busy; file
+    sources never drop.
+    """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.inputs:
+            raise TypeError(f"source {cls.__name__} cannot declare inputs")
+
+    @classmethod
+    def is_source(cls) -> bool:
+        return True
+
+    @property
+    def live(self) -> bool:
+        return False
+
+    def total_frames(self) -> int | None:
+        """How many frames the source will yield, when known (for progress bars)."""
+        return None
+
+    @property
+    def source_name(self) -> str:
+        return self.id
+
+    def frames(self) -> Iterator[dict[str, dict[str, Any]]]:
+        raise NotImplementedError(f"{type(self).__name__}.frames")
+
+    def process(self, **inputs: Any) -> dict[str, dict[str, Any]] | None:
+        raise TypeError("sources produce frames through frames()")

@@ -1,0 +1,1 @@
+"""The process executor: nodes in worker processes linked by shared-memory rings."""

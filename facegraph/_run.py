@@ -1,0 +1,225 @@
+"""Running a graph: the public ``run()``, its results, and the inline executor."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._errors import GraphError
+from ._graph import Graph, OutputRef
+from ._node import RunContext, StopRun
+from ._ports import Packet
+from ._runner import EOS, Emission, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
+from ._stats import RunStats
+
+
+@dataclass
+class Result:
+    """One frame's results: the packets of the graph's leaf outputs (or those asked for)."""
+
+    frame_id: int
+    t_capture: int
+    source: str
+    packets: dict[str, Packet] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Packet:
+        return self.packets[key]
+
+    def get(self, key: str) -> Packet | None:
+        return self.packets.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.packets
+
+
+@dataclass
+class RunOptions:
+    """How to run: shared by every executor."""
+
+    context: RunContext = field(default_factory=RunContext)
+    max_frames: int | None = None
+    outputs: list[OutputRef] | None = None
+    max_in_flight: int = 4
+    validate: bool = True
+    on_start: Callable[[int | None], None] | None = None  # called with the source's frame count
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+EXECUTORS: dict[str, str] = {
+    "inline": "facegraph._run:execute_inline",
+    "process": "facegraph._process:execute_process",
+}
+
+
+def _executor(name: str) -> Callable[[Graph, RunOptions, RunStats], Iterator[Result]]:
+    import importlib
+
+    if name not in EXECUTORS:
+        raise GraphError(f"unknown executor '{name}'; choose from {', '.join(EXECUTORS)}")
+    module, attr = EXECUTORS[name].split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def available_executors() -> list[str]:
+    names = []
+    for name in EXECUTORS:
+        try:
+            _executor(name)
+        except (ImportError, AttributeError):
+            continue
+        names.append(name)
+    return names
+
+
+class Run:
+    """An iterable run: yields a Result per frame; ``stats`` is filled in when it ends."""
+
+    def __init__(self, graph: Graph, executor: str, options: RunOptions) -> None:
+        self.graph = graph
+        self.executor = executor
+        self.options = options
+        self.stats = RunStats(graph=graph.name, executor=executor)
+        self._fn = _executor(executor)
+
+    def __iter__(self) -> Iterator[Result]:
+        start = time.perf_counter()
+        try:
+            for result in self._fn(self.graph, self.options, self.stats):
+                self.stats.frames_out += 1
+                yield result
+        finally:
+            self.stats.wall_s = time.perf_counter() - start
+
+    def wait(self) -> RunStats:
+        """Run to the end, discarding per-frame results; return the statistics."""
+        for _ in self:
+            pass
+        return self.stats
+
+
+def run(
+    graph: Graph | str | Path,
+    source: Any = None,
+    *,
+    executor: str = "inline",
+    max_frames: int | None = None,
+    output_dir: str | Path | None = None,
+    params: dict[str, Any] | None = None,
+    outputs: list[str] | None = None,
+    **options: Any,
+) -> Run:
+    """Run a graph; iterate the returned Run for per-frame results.
+
+    ``source`` replaces the graph's source (``--source``); ``params`` maps
+    ``"node.param"`` to a value (``--set``); ``outputs`` picks the ``"node.port"``
+    results to hand back (default: every output no node consumes).
+    """
+    graph = Graph.load(graph) if isinstance(graph, (str, Path)) else graph.copy()
+    if source is not None:
+        set_source(graph, source)
+    for key, value in (params or {}).items():
+        node_id, _, name = key.partition(".")
+        graph.set_param(node_id, name, value)
+    graph.check()
+    context = options.pop("context", None) or RunContext(graph_name=graph.name)
+    if output_dir is not None:
+        context.output_dir = Path(output_dir)
+    refs = [OutputRef.parse(o) for o in outputs] if outputs else None
+    opts = RunOptions(context=context, max_frames=max_frames, outputs=refs, **options)
+    return Run(graph, executor, opts)
+
+
+def set_source(graph: Graph, source: Any) -> None:
+    """Point the graph's source node at ``source`` (its ``source_param``)."""
+    spec = graph.source()
+    key = getattr(spec.cls, "source_param", "source")
+    if key not in spec.cls.params:
+        raise GraphError(f"source node '{spec.id}' ({spec.type}) takes no '{key}' parameter", file=graph.file)
+    graph.set_param(spec.id, key, source)
+
+
+def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterator[Result]:
+    """All nodes in this process, in topological order, one frame at a time. Deterministic."""
+    order = graph.order()
+    source_id = graph.source().id
+    consumers = graph.consumers()
+    wanted = set(options.outputs or graph.leaf_outputs())
+    nodes = {nid: graph.nodes[nid].build(options.context) for nid in order}
+    opened: list[str] = []
+    runners: dict[str, NodeRunner] = {}
+    src = SourceRunner(nodes[source_id])
+    try:
+        for nid in order:
+            open_node(nodes[nid])
+            opened.append(nid)
+        for nid in order:
+            if nid != source_id:
+                runners[nid] = NodeRunner(nodes[nid], list(graph.nodes[nid].inputs), options.validate)
+        if options.on_start:
+            options.on_start(nodes[source_id].total_frames())
+        count = 0
+        stopping = False
+        while not stopping and (options.max_frames is None or count < options.max_frames):
+            emissions = src.next_frame()
+            if emissions is None:
+                break
+            count += 1
+            stats.frames_in += 1
+            first = emissions[0][1] if emissions else None
+            collected: dict[str, Packet] = {}
+            try:
+                _route(source_id, emissions, consumers, runners, wanted, collected)
+            except StopRun:
+                stopping = True
+            if first is not None:
+                yield Result(first.frame_id, first.t_capture, first.source, collected)
+        src.close()
+        try:
+            _route(source_id, [(p, EOS) for p in type(nodes[source_id]).outputs], consumers, runners, wanted, {})
+        except StopRun:
+            pass
+    finally:
+        for runner in runners.values():
+            _quiet_close(runner.close)
+        _quiet_close(src.close)
+        stats.nodes = {source_id: src.stats, **{nid: r.stats for nid, r in runners.items()}}
+        for nid in order:
+            stats.nodes[nid] = stats.nodes.pop(nid)
+
+
+def _route(
+    origin: str,
+    emissions: list[Emission],
+    consumers: dict[str, list[tuple[str, str, str]]],
+    runners: dict[str, NodeRunner],
+    wanted: set[OutputRef],
+    collected: dict[str, Packet],
+) -> None:
+    queue: deque[tuple[str, list[Emission]]] = deque([(origin, emissions)])
+    while queue:
+        node_id, items = queue.popleft()
+        for port, item in items:
+            if isinstance(item, Packet) and OutputRef(node_id, port) in wanted:
+                collected[f"{node_id}.{port}"] = item
+            for out_port, consumer, in_port in consumers.get(node_id, []):
+                if out_port != port:
+                    continue
+                produced = runners[consumer].feed(in_port, item)
+                if produced:
+                    queue.append((consumer, produced))
+
+
+def _quiet_close(fn: Callable[[], None]) -> None:
+    import logging
+
+    try:
+        fn()
+    except Exception:  # close() errors must not hide the error that ended the run
+        logging.getLogger("facegraph").exception("error while closing a node")
+
+
+__all__ = ["EOS", "EndOfStream", "Result", "Run", "RunOptions", "Skip", "run"]

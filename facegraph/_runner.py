@@ -1,0 +1,223 @@
+"""Joins, skips, end of stream and timing around one node: the part both executors share.
+
+Every output port carries exactly one packet per frame that entered the graph:
+either data or a *skip* (the node emitted nothing for that frame). So a node
+with several inputs always completes its join by frame_id, and a node that
+emits nothing never stalls anyone downstream.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import NodeFailure, PortValueError
+from ._node import Node, StopRun
+from ._ports import Packet
+from ._stats import NodeStats
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing on this port for this frame."""
+
+    frame_id: int
+    t_capture: int
+    source: str
+
+
+class EndOfStream:
+    """The last thing on every edge."""
+
+    def __repr__(self) -> str:
+        return "EOS"
+
+
+EOS = EndOfStream()
+Item = Packet | Skip | EndOfStream
+Emission = tuple[str, Item]  # (output port, item)
+
+
+class NodeRunner:
+    """Wraps one opened node: buffers inputs per frame, calls process(), times it, emits outputs."""
+
+    def __init__(self, node: Node, connected: list[str], validate: bool = True) -> None:
+        self.node = node
+        self.cls = type(node)
+        self.connected = list(connected)
+        self.pending: dict[int, dict[str, Packet | Skip]] = {}
+        self.eos: set[str] = set()
+        self.closed = False
+        self.validate = validate
+        self.stats = NodeStats(node.id, self.cls.type_name)
+        self._idle_since = time.monotonic_ns()
+
+    def feed(self, port: str, item: Item) -> list[Emission]:
+        """Take one item arriving on ``port``; return what the node emits as a result."""
+        if isinstance(item, EndOfStream):
+            self.eos.add(port)
+            if self.eos >= set(self.connected):
+                return self.finish()
+            return []
+        slot = self.pending.setdefault(item.frame_id, {})
+        slot[port] = item
+        if len(slot) < len(self.connected):
+            return []
+        del self.pending[item.frame_id]
+        return self.call(slot)
+
+    def call(self, slot: dict[str, Packet | Skip]) -> list[Emission]:
+        first = next(iter(slot.values()))
+        frame_id, t_capture, source = first.frame_id, first.t_capture, first.source
+        self.stats.packets_in += 1
+        kwargs: dict[str, Any] = {name: None for name in self.cls.inputs}
+        for port, item in slot.items():
+            if isinstance(item, Skip):
+                if not self.cls.inputs[port].optional:
+                    return self._skip_all(frame_id, t_capture, source)
+                continue
+            kwargs[port] = item
+        start = time.monotonic_ns()
+        waited = start - self._idle_since
+        try:
+            produced = self.node.process(**kwargs)
+        except StopRun:
+            raise
+        except Exception as exc:
+            raise NodeFailure(
+                self.node.id,
+                self.cls.type_name,
+                f"{type(exc).__name__}: {exc}",
+                frame_id=frame_id,
+                traceback=traceback.format_exc(),
+            ) from exc
+        end = time.monotonic_ns()
+        self._idle_since = end
+        self.stats.record(start, end, waited, frame_id)
+        if not self.cls.outputs:
+            self.stats.record_latency(end - t_capture)
+        return self._emit(produced, frame_id, t_capture, source)
+
+    def _emit(self, produced: Any, frame_id: int, t_capture: int, source: str) -> list[Emission]:
+        produced = produced or {}
+        if not isinstance(produced, dict):
+            raise NodeFailure(
+                self.node.id,
+                self.cls.type_name,
+                f"process() must return a dict of output port → fields or None, got {type(produced).__name__}",
+                frame_id=frame_id,
+            )
+        out: list[Emission] = []
+        unknown = set(produced) - set(self.cls.outputs)
+        if unknown:
+            raise NodeFailure(
+                self.node.id,
+                self.cls.type_name,
+                f"process() returned unknown output '{sorted(unknown)[0]}'; outputs: {', '.join(self.cls.outputs)}",
+                frame_id=frame_id,
+            )
+        for port, decl in self.cls.outputs.items():
+            fields = produced.get(port)
+            if fields is None:
+                out.append((port, Skip(frame_id, t_capture, source)))
+                continue
+            if self.validate:
+                try:
+                    fields = decl.type.validate(fields, where=f"output '{port}'")
+                except PortValueError as exc:
+                    raise NodeFailure(self.node.id, self.cls.type_name, str(exc), frame_id=frame_id) from None
+            out.append((port, Packet(frame_id, t_capture, source, fields)))
+            self.stats.packets_out += 1
+        return out
+
+    def _skip_all(self, frame_id: int, t_capture: int, source: str) -> list[Emission]:
+        self.stats.skipped += 1
+        return [(port, Skip(frame_id, t_capture, source)) for port in self.cls.outputs]
+
+    def finish(self) -> list[Emission]:
+        """End of stream on every input: flush, close, pass EOS on."""
+        try:
+            self.node.flush()
+        except Exception as exc:
+            raise NodeFailure(
+                self.node.id, self.cls.type_name, f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+            ) from exc
+        finally:
+            self.close()
+        return [(port, EOS) for port in self.cls.outputs]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.node.close()
+
+
+def open_node(node: Node) -> None:
+    """open() with failures turned into a NodeFailure that names the node."""
+    try:
+        node.open()
+    except Exception as exc:
+        from ._errors import FacegraphError
+
+        cause = str(exc) if isinstance(exc, FacegraphError) else f"{type(exc).__name__}: {exc}"
+        raise NodeFailure(node.id, type(node).type_name, f"could not open: {cause}", traceback=traceback.format_exc()) from exc
+
+
+class SourceRunner:
+    """Numbers and stamps what a source yields."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+        self.cls = type(node)
+        self.iterator = None
+        self.next_id = 0
+        self.stats = NodeStats(node.id, self.cls.type_name)
+        self.closed = False
+
+    def next_frame(self) -> list[Emission] | None:
+        """The next frame's packets, or None at the end of the source."""
+        if self.iterator is None:
+            self.iterator = iter(self.node.frames())
+        start = time.monotonic_ns()
+        try:
+            produced = next(self.iterator)
+        except StopIteration:
+            return None
+        except StopRun:
+            return None
+        except Exception as exc:
+            from ._errors import FacegraphError
+
+            cause = str(exc) if isinstance(exc, FacegraphError) else f"{type(exc).__name__}: {exc}"
+            raise NodeFailure(
+                self.node.id, self.cls.type_name, cause, frame_id=self.next_id, traceback=traceback.format_exc()
+            ) from exc
+        end = time.monotonic_ns()
+        frame_id = self.next_id
+        self.next_id += 1
+        self.stats.record(start, end, 0, frame_id)
+        self.stats.packets_out += 1
+        return _source_emit(self.node, produced, frame_id, end)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.node.close()
+
+
+def _source_emit(node: Any, produced: dict[str, Any], frame_id: int, t_capture: int) -> list[Emission]:
+    source = node.source_name
+    out: list[Emission] = []
+    for port, decl in type(node).outputs.items():
+        fields = produced.get(port)
+        if fields is None:
+            out.append((port, Skip(frame_id, t_capture, source)))
+        else:
+            try:
+                fields = decl.type.validate(fields, where=f"output '{port}'")
+            except PortValueError as exc:
+                raise NodeFailure(node.id, type(node).type_name, str(exc), frame_id=frame_id) from None
+            out.append((port, Packet(frame_id, t_capture, source, fields)))
+    return out

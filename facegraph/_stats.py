@@ -1,0 +1,129 @@
+"""Per-node statistics, recorded the same way by every executor and merged at the end."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_SPANS = 200_000  # bounds memory on long runs; percentiles use what was kept
+
+
+@dataclass
+class NodeStats:
+    """Counts and timings of one node. Times are nanoseconds (monotonic clock)."""
+
+    node: str
+    type_name: str = ""
+    packets_in: int = 0
+    packets_out: int = 0
+    skipped: int = 0
+    drops: int = 0
+    service_ns: array = field(default_factory=lambda: array("q"))
+    wait_ns: array = field(default_factory=lambda: array("q"))
+    latency_ns: array = field(default_factory=lambda: array("q"))
+    span_start_ns: array = field(default_factory=lambda: array("q"))
+    span_frame: array = field(default_factory=lambda: array("q"))
+    worker: str = ""
+    pid: int = 0
+    cpu_s: float = 0.0
+    peak_rss_mb: float = 0.0
+
+    def record(self, start: int, end: int, waited: int, frame_id: int) -> None:
+        if len(self.service_ns) < MAX_SPANS:
+            self.service_ns.append(end - start)
+            self.wait_ns.append(max(waited, 0))
+            self.span_start_ns.append(start)
+            self.span_frame.append(frame_id)
+
+    def record_latency(self, ns: int) -> None:
+        if len(self.latency_ns) < MAX_SPANS:
+            self.latency_ns.append(ns)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Raw figures, msgpack/JSON-friendly, for shipping between processes."""
+        return {
+            "node": self.node,
+            "type_name": self.type_name,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
+            "skipped": self.skipped,
+            "drops": self.drops,
+            "service_ns": self.service_ns.tobytes(),
+            "wait_ns": self.wait_ns.tobytes(),
+            "latency_ns": self.latency_ns.tobytes(),
+            "span_start_ns": self.span_start_ns.tobytes(),
+            "span_frame": self.span_frame.tobytes(),
+            "worker": self.worker,
+            "pid": self.pid,
+            "cpu_s": self.cpu_s,
+            "peak_rss_mb": self.peak_rss_mb,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeStats:
+        arrays = {}
+        for key in ("service_ns", "wait_ns", "latency_ns", "span_start_ns", "span_frame"):
+            arr = array("q")
+            arr.frombytes(data[key])
+            arrays[key] = arr
+        plain = {k: v for k, v in data.items() if k not in arrays}
+        return cls(**plain, **arrays)
+
+    def summary(self) -> dict[str, Any]:
+        """Means and percentiles in milliseconds."""
+        out: dict[str, Any] = {
+            "type": self.type_name,
+            "packets_in": self.packets_in,
+            "packets_out": self.packets_out,
+            "skipped": self.skipped,
+            "drops": self.drops,
+            "service_ms_mean": _ms(self.service_ns, "mean"),
+            "service_ms_p95": _ms(self.service_ns, 95),
+            "wait_ms_mean": _ms(self.wait_ns, "mean"),
+            "worker": self.worker,
+            "cpu_s": round(self.cpu_s, 3),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+        }
+        if len(self.latency_ns):
+            out["latency_ms"] = {p: _ms(self.latency_ns, q) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))}
+        return out
+
+
+def _ms(values: array, how: Any) -> float:
+    if not len(values):
+        return 0.0
+    arr = np.frombuffer(values, dtype=np.int64) if len(values) else np.zeros(1)
+    ns = float(arr.mean()) if how == "mean" else float(np.percentile(arr, how))
+    return round(ns / 1e6, 4)
+
+
+@dataclass
+class RunStats:
+    """Everything measured in one run."""
+
+    graph: str = ""
+    executor: str = ""
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped: int = 0
+    wall_s: float = 0.0
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        lat = array("q")
+        for stats in self.nodes.values():
+            lat.extend(stats.latency_ns)
+        return {
+            "graph": self.graph,
+            "executor": self.executor,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "dropped": self.dropped,
+            "wall_s": round(self.wall_s, 3),
+            "fps": round(self.frames_out / self.wall_s, 2) if self.wall_s > 0 else 0.0,
+            "latency_ms": {p: _ms(lat, q) for p, q in (("p50", 50), ("p95", 95), ("p99", 99))},
+            "nodes": {n: s.summary() for n, s in self.nodes.items()},
+        }

@@ -1,0 +1,286 @@
+"""The ``facegraph`` command: run, validate, nodes, graph, bench, models.
+
+Exit codes: 0 success, 1 failure while running, 2 bad graph or bad arguments,
+130 interrupted. Messages are one or two lines; ``--debug`` adds tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._errors import FacegraphError, GraphError, NodeFailure
+from ._graph import Graph
+from ._node import RunContext
+
+log = logging.getLogger("facegraph")
+
+#: subcommands that live in their own modules: name → (module, help)
+PLUGGED = {
+    "bench": ("facegraph._bench.cli", "measure FPS and latency of a graph"),
+    "models": ("facegraph._models_cli", "list and fetch model files"),
+}
+
+
+class UsageError(FacegraphError):
+    exit_code = 2
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``node.param=value`` pairs; values are read as YAML scalars (``0.6``, ``true``, ``[1, 2]``)."""
+    out = {}
+    for item in items or []:
+        key, eq, text = item.partition("=")
+        if not eq or "." not in key:
+            raise UsageError(f"--set expects node.param=value, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            out[key] = text
+    return out
+
+
+def parse_source(text: str | None) -> Any:
+    """A camera index stays an int; everything else is a path, URL or name."""
+    if text is None:
+        return None
+    return int(text) if text.isdigit() else text
+
+
+def load_graph(path: str, source: str | None = None, sets: list[str] | None = None) -> Graph:
+    from ._run import set_source
+
+    graph = Graph.load(path)
+    if source is not None:
+        set_source(graph, parse_source(source))
+    for key, value in parse_set(sets or []).items():
+        node_id, _, name = key.partition(".")
+        graph.set_param(node_id, name, value)
+    return graph.check()
+
+
+def output_dir_for(graph: Graph, output: str | None) -> Path:
+    path = Path(output) if output else Path("facegraph-out") / graph.name
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".facegraph-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{path}: output folder cannot be written ({exc.strerror or exc})") from None
+    return path
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ._run import RunOptions, Run
+
+    graph = load_graph(args.graph, args.source, args.set)
+    out_dir = output_dir_for(graph, args.output)
+    context = RunContext(output_dir=out_dir, graph_name=graph.name, quiet=args.quiet)
+    bar = _Progress(enabled=not args.quiet)
+    options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start)
+    if args.max_in_flight:
+        options.max_in_flight = args.max_in_flight
+    run = Run(graph, args.executor, options)
+    try:
+        for _ in run:
+            bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"facegraph: interrupted; outputs so far are in {out_dir}", file=sys.stderr)
+        return 130
+    except NodeFailure as exc:
+        bar.close()
+        _write_failure_log(out_dir, exc)
+        raise
+    finally:
+        bar.close()
+        if args.stats:
+            Path(args.stats).write_text(json.dumps(run.stats.summary(), indent=2))
+    summary = run.stats.summary()
+    if not args.quiet:
+        dropped = f", {summary['dropped']} dropped" if summary["dropped"] else ""
+        print(
+            f"facegraph: {summary['frames_out']} frames in {summary['wall_s']:.1f} s "
+            f"({summary['fps']:.1f} FPS{dropped}); outputs in {out_dir}"
+        )
+    return 0
+
+
+def _write_failure_log(out_dir: Path, exc: NodeFailure) -> None:
+    path = out_dir / "facegraph-error.log"
+    try:
+        path.write_text(f"{exc}\n\n{exc.traceback}")
+        exc.args = (f"{exc.args[0]} (traceback in {path})",)
+    except OSError:
+        pass
+
+
+class _Progress:
+    """A tqdm bar for file sources; nothing when quiet or when the total is unknown and stderr is no tty."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+
+    def start(self, total: int | None) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="frame", dynamic_ncols=True, file=sys.stderr, leave=False)
+
+    def update(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    status = 0
+    for path in args.graphs:
+        try:
+            graph = load_graph(path)
+        except GraphError as exc:
+            print(str(exc), file=sys.stderr)
+            status = 2
+            continue
+        problems = graph.requirements()
+        if problems:
+            for line in problems:
+                print(line, file=sys.stderr)
+            status = 2
+            continue
+        print(f"{path}: ok ({len(graph.nodes)} nodes)")
+    return status
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from ._registry import node_class, node_types
+
+    types = {args.type: node_class(args.type)} if args.type else node_types()
+    for name, cls in types.items():
+        doc = (cls.__doc__ or "").strip().splitlines()
+        print(f"{name}: {doc[0] if doc else ''}")
+        if not args.type:
+            ins = ", ".join(f"{p}: {i.type.name}{'?' if i.optional else ''}" for p, i in cls.inputs.items())
+            outs = ", ".join(f"{p}: {o.type.name}" for p, o in cls.outputs.items())
+            print(f"    in: {ins or '-'}    out: {outs or '-'}")
+            continue
+        for port, decl in cls.inputs.items():
+            print(f"  input  {port}: {decl.type!r}{' (optional)' if decl.optional else ''}  {decl.doc}")
+        for port, decl in cls.outputs.items():
+            print(f"  output {port}: {decl.type!r}  {decl.doc}")
+        for pname, param in cls.params.items():
+            default = "required" if param.required else f"default {param.default!r}"
+            extra = f", one of {list(param.choices)}" if param.choices else ""
+            rng = "".join(
+                f", {op} {v}" for op, v in ((">=", param.ge), ("<=", param.le)) if v is not None
+            )
+            print(f"  param  {pname}: {param.kind_name()} ({default}{extra}{rng})  {param.doc}")
+    return 0
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from . import _render
+
+    graph = load_graph(args.graph)
+    if args.format == "mermaid":
+        sys.stdout.write(_render.to_mermaid(graph))
+    elif args.format == "dot":
+        sys.stdout.write(_render.to_dot(graph))
+    else:
+        data = _render.to_png(graph)
+        target = Path(args.out or f"{graph.name}.png")
+        target.write_bytes(data)
+        print(f"wrote {target}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facegraph", description="Streaming dataflow graphs for face analysis.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("run", help="run a graph")
+    p.add_argument("graph")
+    p.add_argument("--source", help="replace the graph's source: a file, folder, glob, URL, camera index or 'sample'")
+    p.add_argument("--output", help="folder for the sinks' relative paths (default ./facegraph-out/<graph name>/)")
+    p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--executor", default="process", choices=["process", "inline"])
+    p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
+    p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check graph files without running them")
+    p.add_argument("graphs", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("nodes", help="list node types, or describe one")
+    p.add_argument("type", nargs="?")
+    p.set_defaults(func=cmd_nodes)
+
+    p = sub.add_parser("graph", help="draw a graph as mermaid, dot or png")
+    p.add_argument("graph")
+    p.add_argument("--format", choices=["mermaid", "dot", "png"], default="mermaid")
+    p.add_argument("--out", help="PNG file to write (default <name>.png)")
+    p.set_defaults(func=cmd_graph)
+
+    for name, (module, help_text) in PLUGGED.items():
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            if exc.name and exc.name.startswith("facegraph"):
+                continue
+            raise
+        p = sub.add_parser(name, help=help_text)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.main)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="facegraph: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except FacegraphError as exc:
+        if args.debug:
+            traceback.print_exc()
+            tb = getattr(exc, "traceback", "")
+            if tb:
+                print(tb, file=sys.stderr)
+        print(f"facegraph: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("facegraph: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug of ours: still one line, traceback under --debug
+        if args.debug:
+            traceback.print_exc()
+        print(f"facegraph: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

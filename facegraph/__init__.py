@@ -6,6 +6,7 @@ and the tools around them; the face-analysis nodes live in ``facegraph.nodes``.
 
 from __future__ import annotations
 
+from . import _builtin  # noqa: F401  - registers the engine's own nodes
 from ._errors import (
     FacegraphError,
     GraphError,
@@ -20,8 +21,8 @@ from ._errors import (
 from ._graph import Graph, NodeHandle, NodeSpec, OutputRef
 from ._node import Input, Node, Output, Param, RunContext, Source, StopRun
 from ._ports import (
-    AUS,
     ANY,
+    AUS,
     CROPS,
     EMBEDDINGS,
     FACES,
@@ -41,8 +42,6 @@ from ._ports import (
 from ._registry import node_class, node_types, register
 from ._run import Result, Run, RunOptions, run
 from ._stats import NodeStats, RunStats
-
-from . import _builtin  # noqa: E402,F401  - registers the engine's own nodes
 
 __version__ = "0.1.0"
 

@@ -8,7 +8,7 @@ laid out in a shared-memory slot.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,7 +159,7 @@ class Packet:
     Arrays in a packet may be read-only views of shared memory: copy before writing.
     """
 
-    __slots__ = ("frame_id", "t_capture", "source", "fields")
+    __slots__ = ("fields", "frame_id", "source", "t_capture")
 
     def __init__(self, frame_id: int, t_capture: int, source: str, fields: dict[str, Any]) -> None:
         self.frame_id = frame_id

@@ -80,7 +80,7 @@ def output_dir_for(graph: Graph, output: str | None) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ._run import RunOptions, Run
+    from ._run import Run, RunOptions
 
     graph = load_graph(args.graph, args.source, args.set)
     out_dir = output_dir_for(graph, args.output)

@@ -11,5 +11,5 @@ import importlib
 import pkgutil
 
 for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
+    if not _module.name.startswith("_") and not _module.ispkg:
         importlib.import_module(f"{__name__}.{_module.name}")

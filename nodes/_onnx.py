@@ -1,0 +1,135 @@
+"""Loading ONNX models for every model node: path or name, best provider, thread budget, warm-up, metadata.
+
+Providers are tried in the order CoreML > TensorRT > CUDA > CPU, restricted to
+what the installed ONNX Runtime build offers, unless a node names its own.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facegraph import ModelError
+
+PREFERENCE = ("CoreMLExecutionProvider", "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+ALIASES = {
+    "coreml": "CoreMLExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+def resolve_model(spec: str | Path, *, what: str = "model") -> Path:
+    """A path that exists, or a known model name from the catalogue; ModelError naming the file otherwise."""
+    path = Path(str(spec)).expanduser()
+    if path.exists():
+        return path
+    try:
+        from ._catalogue import resolve
+    except ImportError:
+        resolve = None
+    if resolve is not None and not any(sep in str(spec) for sep in ("/", "\\")) and not path.suffix:
+        return resolve(str(spec))
+    raise ModelError(
+        f"{spec}: {what} file not found; pass the path of an existing file, "
+        "or a model name listed by 'facegraph models' (then 'facegraph models fetch NAME')"
+    )
+
+
+def choose_providers(wanted: str | Sequence[str] | None, available: Sequence[str]) -> list[str]:
+    """The providers to ask for, best first. ``wanted`` is 'auto', one name/alias, or a list."""
+    if wanted in (None, "auto"):
+        return [p for p in PREFERENCE if p in available] or ["CPUExecutionProvider"]
+    names = [wanted] if isinstance(wanted, str) else list(wanted)
+    chosen = [ALIASES.get(n.lower(), n) for n in names]
+    missing = [p for p in chosen if p not in available]
+    if missing:
+        raise ModelError(
+            f"ONNX Runtime here has no {', '.join(missing)}; available: {', '.join(available)}"
+        )
+    if "CPUExecutionProvider" not in chosen:
+        chosen.append("CPUExecutionProvider")
+    return chosen
+
+
+def load_metadata(model_path: Path) -> dict[str, Any]:
+    """``<model>.json`` or ``metadata.json`` beside the model; {} when neither exists."""
+    for candidate in (model_path.with_suffix(".json"), model_path.parent / "metadata.json"):
+        if candidate.is_file():
+            try:
+                return json.loads(candidate.read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ModelError(f"{candidate}: unreadable model metadata ({exc})") from None
+    return {}
+
+
+class OnnxModel:
+    """An ONNX Runtime session sized for one worker, with the model's metadata."""
+
+    def __init__(
+        self,
+        spec: str | Path,
+        *,
+        providers: str | Sequence[str] | None = "auto",
+        threads: int = 1,
+        what: str = "model",
+        warmup: bool = True,
+    ) -> None:
+        import onnxruntime as ort
+
+        self.path = resolve_model(spec, what=what)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        chosen = choose_providers(providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+        except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
+            raise ModelError(f"{self.path}: cannot load as an ONNX model ({str(exc).splitlines()[0]})") from None
+        self.providers = self.session.get_providers()
+        self.inputs = self.session.get_inputs()
+        self.outputs = self.session.get_outputs()
+        self.input_name = self.inputs[0].name
+        self.output_names = [o.name for o in self.outputs]
+        self.metadata = load_metadata(self.path)
+        if warmup:
+            self.warmup()
+
+    @property
+    def input_shape(self) -> list[int | str | None]:
+        return list(self.inputs[0].shape)
+
+    def fixed_hw(self, default: tuple[int, int]) -> tuple[int, int]:
+        """(height, width) of an NCHW/NHWC image input when the model fixes them, else ``default``."""
+        shape = self.input_shape
+        if len(shape) == 4:
+            dims = shape[2:4] if shape[1] in (1, 3) else shape[1:3]
+            if all(isinstance(d, int) and d > 0 for d in dims):
+                return int(dims[0]), int(dims[1])
+        return default
+
+    def warmup(self) -> None:
+        """One run on zeros, so the first real frame does not pay for lazy initialisation."""
+        feeds = {}
+        for inp in self.inputs:
+            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+            dtype = np.float32 if "float" in inp.type else np.int64
+            if "float16" in inp.type:
+                dtype = np.float16
+            feeds[inp.name] = np.zeros(shape, dtype=dtype)
+        try:
+            self.session.run(None, feeds)
+        except Exception:
+            pass
+
+    def run(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        feeds = {self.input_name: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)
+        return self.session.run(self.output_names, feeds)

@@ -266,12 +266,6 @@ class Graph:
             raise GraphError("graph has no nodes", file=self.file)
         for spec in self.nodes.values():
             self._check_node(spec)
-        for spec in self.nodes.values():
-            self._check_links(spec)
-        cycle = self._find_cycle()
-        if cycle:
-            spec = self.nodes[cycle[0]]
-            raise self._error(f"cycle: {' -> '.join([*cycle, cycle[0]])}", spec)
         sources = [s.id for s in self.nodes.values() if s.cls.is_source()]
         if not sources:
             raise GraphError("graph has no source node (decode or another source)", file=self.file)
@@ -280,6 +274,15 @@ class Graph:
             raise self._error(
                 f"a graph has exactly one source, found {len(sources)} ({', '.join(sources)})", spec
             )
+        for spec in self.nodes.values():
+            self._check_links(spec)
+        cycle = self._find_cycle()
+        if cycle:
+            order = list(self.nodes)
+            first = min(range(len(cycle)), key=lambda i: order.index(cycle[i]))
+            cycle = cycle[first:] + cycle[:first]
+            spec = self.nodes[cycle[0]]
+            raise self._error(f"cycle: {' -> '.join([*cycle, cycle[0]])}", spec)
         return self
 
     def requirements(self) -> list[str]:

@@ -248,12 +248,17 @@ class Graph:
         for port, decl in cls.inputs.items():
             if not decl.optional and port not in spec.inputs:
                 raise self._error(
-                    f"required input '{port}' ({decl.type.name}) is not connected", spec, "inputs" if spec.inputs else None
+                    f"required input '{port}' ({decl.type.name}) is not connected",
+                    spec,
+                    "inputs" if spec.inputs else None,
                 )
 
     def _closest_output(self, want: Any, port: str) -> str | None:
         candidates = [
-            f"{s.id}.{name}" for s in self.nodes.values() for name, out in s.cls.outputs.items() if want.accepts(out.type)
+            f"{s.id}.{name}"
+            for s in self.nodes.values()
+            for name, out in s.cls.outputs.items()
+            if want.accepts(out.type)
         ]
         if not candidates:
             return None
@@ -271,9 +276,7 @@ class Graph:
             raise GraphError("graph has no source node (decode or another source)", file=self.file)
         if len(sources) > 1:
             spec = self.nodes[sources[1]]
-            raise self._error(
-                f"a graph has exactly one source, found {len(sources)} ({', '.join(sources)})", spec
-            )
+            raise self._error(f"a graph has exactly one source, found {len(sources)} ({', '.join(sources)})", spec)
         for spec in self.nodes.values():
             self._check_links(spec)
         cycle = self._find_cycle()
@@ -304,7 +307,7 @@ class Graph:
             for ref in self.nodes[node].inputs.values():
                 up = ref.node
                 if state.get(up) == 1:
-                    cyc = stack[stack.index(up):]
+                    cyc = stack[stack.index(up) :]
                     return list(reversed(cyc))
                 if up not in state:
                     found = visit(up)
@@ -351,7 +354,10 @@ class Graph:
         """Output ports no node consumes: what ``facegraph.run`` hands back to the caller."""
         used = {ref for s in self.nodes.values() for ref in s.inputs.values()}
         return [
-            OutputRef(s.id, port) for s in self.nodes.values() for port in s.cls.outputs if OutputRef(s.id, port) not in used
+            OutputRef(s.id, port)
+            for s in self.nodes.values()
+            for port in s.cls.outputs
+            if OutputRef(s.id, port) not in used
         ]
 
     def source(self) -> NodeSpec:
@@ -467,9 +473,7 @@ def _spec_from_yaml(node_id: Any, body: Any, nodes: Any, file: str | None) -> No
             refs[str(port)] = OutputRef.parse(text)
         except GraphError as exc:
             raise err(f"input '{port}': {exc.detail}", spec_lines.get(f"inputs.{port}")) from None
-    return NodeSpec(
-        str(node_id), str(type_name), _unline(params), refs, group, restart, line=line, lines=spec_lines
-    )
+    return NodeSpec(str(node_id), str(type_name), _unline(params), refs, group, restart, line=line, lines=spec_lines)
 
 
 def _unline(obj: Any) -> Any:

@@ -65,7 +65,9 @@ class Param:
             return None
         ok = any(_is_instance(value, k) for k in kinds)
         if not ok:
-            raise ParamError(f"parameter '{self.name}' must be {self.kind_name()}, got {type(value).__name__} {value!r}")
+            raise ParamError(
+                f"parameter '{self.name}' must be {self.kind_name()}, got {type(value).__name__} {value!r}"
+            )
         if float in kinds and isinstance(value, int) and not isinstance(value, bool) and int not in kinds:
             value = float(value)
         if self.choices is not None and value not in self.choices:
@@ -104,7 +106,7 @@ class RunContext:
         return path if path.is_absolute() else self.output_dir / path
 
 
-class StopRun(Exception):  # noqa: N818 - a request, not an error
+class StopRun(Exception):
     """Raised by a node (a display closed by the user, say) to end the run cleanly."""
 
 

@@ -119,7 +119,7 @@ def _check_array(type_name: str, field: Field, item: Any, bound: dict[str, int],
     expected = "(" + ", ".join(str(p) for p in pattern) + ")"
     if arr.ndim != len(pattern):
         raise PortValueError(f"{label} must have shape {expected}, got shape {arr.shape}")
-    for size, want in zip(arr.shape, pattern):
+    for size, want in zip(arr.shape, pattern, strict=True):
         if want == "*":
             continue
         if isinstance(want, int):

@@ -36,8 +36,10 @@ def to_dot(graph: Graph) -> str:
 def to_png(graph: Graph) -> bytes:
     dot = shutil.which("dot")
     if dot is None:
-        raise RunError("PNG needs Graphviz's 'dot' program (apt install graphviz / brew install graphviz); "
-                       "use --format dot or mermaid instead")
+        raise RunError(
+            "PNG needs Graphviz's 'dot' program (apt install graphviz / brew install graphviz); "
+            "use --format dot or mermaid instead"
+        )
     done = subprocess.run([dot, "-Tpng"], input=to_dot(graph).encode(), capture_output=True, check=False)
     if done.returncode:
         raise RunError(f"dot failed: {done.stderr.decode(errors='replace').strip()}")

@@ -186,9 +186,7 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         for pname, param in cls.params.items():
             default = "required" if param.required else f"default {param.default!r}"
             extra = f", one of {list(param.choices)}" if param.choices else ""
-            rng = "".join(
-                f", {op} {v}" for op, v in ((">=", param.ge), ("<=", param.le)) if v is not None
-            )
+            rng = "".join(f", {op} {v}" for op, v in ((">=", param.ge), ("<=", param.le)) if v is not None)
             print(f"  param  {pname}: {param.kind_name()} ({default}{extra}{rng})  {param.doc}")
     return 0
 
@@ -277,8 +275,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: still one line, traceback under --debug
         if args.debug:
             traceback.print_exc()
-        print(f"facegraph: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"facegraph: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

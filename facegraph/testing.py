@@ -1,8 +1,8 @@
 """Helpers for testing nodes and graphs: ``run_node``, a synthetic video, a list sink, an executor fixture.
 
-    def test_my_node():
-        out = run_node(MyNode(scale=2), {"frame": {"image": img}})
-        assert out["frame"]["image"].shape == (2 * h, 2 * w, 3)
+def test_my_node():
+    out = run_node(MyNode(scale=2), {"frame": {"image": img}})
+    assert out["frame"]["image"].shape == (2 * h, 2 * w, 3)
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def results_equal(a: list[Result], b: list[Result]) -> bool:
     """Same frames, same ports, identical values: what executor equivalence means."""
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x.frame_id != y.frame_id or x.packets.keys() != y.packets.keys():
             return False
         if not all(x.packets[k].same_as(y.packets[k]) for k in x.packets):

@@ -31,9 +31,11 @@ def resolve_model(spec: str | Path, *, what: str = "model") -> Path:
     if path.exists():
         return path
     try:
-        from ._catalogue import resolve
+        from ._catalogue import known, resolve
     except ImportError:
-        resolve = None
+        known = resolve = None
+    if resolve is not None and known(str(spec)):
+        return resolve(str(spec))
     if resolve is not None and not any(sep in str(spec) for sep in ("/", "\\")) and not path.suffix:
         return resolve(str(spec))
     raise ModelError(
@@ -50,9 +52,7 @@ def choose_providers(wanted: str | Sequence[str] | None, available: Sequence[str
     chosen = [ALIASES.get(n.lower(), n) for n in names]
     missing = [p for p in chosen if p not in available]
     if missing:
-        raise ModelError(
-            f"ONNX Runtime here has no {', '.join(missing)}; available: {', '.join(available)}"
-        )
+        raise ModelError(f"ONNX Runtime here has no {', '.join(missing)}; available: {', '.join(available)}")
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facegraph import Node, Output, Param, ParamError, FRAME
+from facegraph import FRAME, Node, Output, Param, ParamError
 
 
 class Knobs(Node):

@@ -30,7 +30,11 @@ def test_faces_accepts_any_count(n):
         (FRAME, {"image": np.zeros((4, 4), np.uint8)}, "Frame.image must have shape (H, W, 3), got shape (4, 4)"),
         (FRAME, {"image": np.zeros((4, 4, 4), np.uint8)}, "Frame.image must have shape (H, W, 3)"),
         (FRAME, {}, "Frame value lacks field 'image'"),
-        (FACES, {**faces(2), "scores": np.zeros(3, np.float32)}, "Faces.scores must have shape (N) with N=2, got shape (3,)"),
+        (
+            FACES,
+            {**faces(2), "scores": np.zeros(3, np.float32)},
+            "Faces.scores must have shape (N) with N=2, got shape (3,)",
+        ),
         (FACES, {**faces(1), "extra": 1}, "Faces has no field 'extra'"),
         (LANDMARKS, {"points": np.zeros((1, 67, 2), np.float32)}, "Landmarks.points must have shape"),
         (LANDMARKS, {"points": np.zeros((1, 68, 4), np.float32)}, "got shape (1, 68, 4)"),

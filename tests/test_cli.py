@@ -1,0 +1,106 @@
+"""The command line: exit codes, one-line messages, listing and drawing."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from facegraph.cli import main
+
+GRAPH = """\
+name: tiny
+nodes:
+  cam: {type: synthetic, params: {frames_total: 12, width: 32, height: 24}}
+  slow: {type: delay, params: {ms: 0.0}, inputs: {value: cam.frame}}
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(GRAPH)
+    return path
+
+
+def test_run_inline_writes_stats(tiny, tmp_path, capsys):
+    stats = tmp_path / "stats.json"
+    code = main(["run", str(tiny), "--executor", "inline", "--output", str(tmp_path / "out"), "--stats", str(stats)])
+    assert code == 0
+    summary = json.loads(stats.read_text())
+    assert summary["frames_out"] == 12 and summary["nodes"]["slow"]["packets_in"] == 12
+    assert "12 frames" in capsys.readouterr().out
+
+
+def test_max_frames_and_set(tiny, tmp_path):
+    stats = tmp_path / "stats.json"
+    args = ["run", str(tiny), "--executor", "inline", "--quiet", "--output", str(tmp_path), "--stats", str(stats)]
+    assert main([*args, "--max-frames", "5", "--set", "slow.ms=0.5"]) == 0
+    assert json.loads(stats.read_text())["frames_out"] == 5
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--set", "slow.ms=-3"], "node 'slow' (delay): parameter 'ms' must be >= 0, got -3.0"),
+        (["--set", "slo.ms=1"], "--set names no node 'slo'; did you mean 'slow'?"),
+        (["--set", "slow"], "--set expects node.param=value, got 'slow'"),
+    ],
+)
+def test_bad_arguments_exit_2(tiny, tmp_path, capsys, extra, message):
+    assert main(["run", str(tiny), "--quiet", "--output", str(tmp_path), *extra]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_failure_while_running_exits_1_and_logs_traceback(tiny, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", str(tiny), "--executor", "inline", "--quiet", "--output", str(out), "--set", "slow.fail_at=4"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err.startswith("facegraph: node 'slow' (delay) failed at frame 4: RuntimeError")
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "Traceback" in (out / "facegraph-error.log").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_folder(tiny, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(["run", str(tiny), "--quiet", "--output", str(locked / "x")]) == 2
+    assert "output folder cannot be written" in capsys.readouterr().err
+
+
+def test_unwritable_output_path_is_a_file(tiny, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", str(tiny), "--quiet", "--output", str(blocker / "sub")]) == 2
+    assert "output folder cannot be written" in capsys.readouterr().err
+
+
+def test_missing_graph_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'nope.yaml'}: no such graph file"
+
+
+def test_nodes_lists_ports_and_describes_one(capsys):
+    assert main(["nodes"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic:" in out and "out: frame: Frame" in out
+    assert main(["nodes", "delay"]) == 0
+    out = capsys.readouterr().out
+    assert "param  ms: float (default 1.0, >= 0)" in out
+    assert main(["nodes", "dely"]) == 2
+    assert "did you mean 'delay'" in capsys.readouterr().err
+
+
+def test_graph_mermaid_and_dot(tiny, capsys):
+    assert main(["graph", str(tiny), "--format", "mermaid"]) == 0
+    assert "n_cam -->" in capsys.readouterr().out
+    assert main(["graph", str(tiny), "--format", "dot"]) == 0
+    assert '"cam" -> "slow"' in capsys.readouterr().out
+
+
+def test_validate_ok(tiny, capsys):
+    assert main(["validate", str(tiny)]) == 0
+    assert "ok (2 nodes)" in capsys.readouterr().out

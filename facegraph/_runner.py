@@ -166,15 +166,49 @@ def open_node(node: Node) -> None:
 
 
 class SourceRunner:
-    """Numbers and stamps what a source yields."""
+    """Numbers and stamps what a source yields.
 
-    def __init__(self, node: Any) -> None:
+    With ``pace_fps`` (or ``context.extra["pace_fps"]``, which every executor
+    hands to the source node) frames come at a camera's pace: the runner sleeps
+    until each tick, and when the graph is so far behind that the next tick has
+    passed too, it reads and discards the frames a camera would have lost
+    (counted in ``stats.drops``, except while ``extra["pace_warmup"]`` frames
+    have not yet entered: warm-up). A paced source is ``live``.
+    """
+
+    def __init__(self, node: Any, pace_fps: float | None = None) -> None:
         self.node = node
         self.cls = type(node)
         self.iterator = None
         self.next_id = 0
         self.stats = NodeStats(node.id, self.cls.type_name)
         self.closed = False
+        extra = getattr(getattr(node, "context", None), "extra", None) or {}
+        pace = pace_fps if pace_fps is not None else extra.get("pace_fps")
+        self.period_ns = int(1e9 / float(pace)) if pace else 0
+        self.pace_warmup = int(extra.get("pace_warmup", 0))
+        self._tick0 = 0
+        self._ticks = 0
+
+    @property
+    def live(self) -> bool:
+        """True when frames may be dropped at the entrance: a live source, or a paced one."""
+        return bool(self.period_ns) or bool(getattr(self.node, "live", False))
+
+    def _pace(self) -> None:
+        """Sleep until this frame's tick; first discard the frames whose time has passed."""
+        now = time.monotonic_ns()
+        if not self._ticks:
+            self._tick0 = now
+        while now >= self._tick0 + (self._ticks + 1) * self.period_ns:
+            self._ticks += 1  # this frame's camera tick and the next have passed: a camera lost it
+            next(self.iterator)
+            if self.next_id >= self.pace_warmup:
+                self.stats.drops += 1
+        delay = self._tick0 + self._ticks * self.period_ns - now
+        if delay > 0:
+            time.sleep(delay / 1e9)
+        self._ticks += 1
 
     def next_frame(self) -> list[Emission] | None:
         """The next frame's packets, or None at the end of the source."""
@@ -182,6 +216,9 @@ class SourceRunner:
             self.iterator = iter(self.node.frames())
         start = time.monotonic_ns()
         try:
+            if self.period_ns:
+                self._pace()
+                start = time.monotonic_ns()
             produced = next(self.iterator)
         except StopIteration:
             return None

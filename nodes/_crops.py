@@ -1,0 +1,80 @@
+"""Face crops → model input tensors, as a model's metadata.json describes them.
+
+Crops arrive BGR uint8 [N, S, S, 3]; classification and reconstruction models
+want NCHW float32 at their own size and colour (``gray``, ``rgb`` or ``bgr``),
+scaled by ``scale`` (default 1/255) and normalised by ``mean``/``std``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CropSpec:
+    size: int = 48
+    color: str = "gray"
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    scale: float = 1.0 / 255.0
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.color == "gray" else 3
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any], *, size: int, color: str) -> CropSpec:
+        """Metadata keys ``input_size``, ``color``, ``mean``, ``std``, ``scale``; the arguments are defaults."""
+        size = int(meta.get("input_size", size))
+        color = str(meta.get("color", color)).lower()
+        if color not in ("gray", "rgb", "bgr"):
+            raise ValueError(f"color must be gray, rgb or bgr, got {color!r}")
+        channels = 1 if color == "gray" else 3
+        mean = _per_channel(meta.get("mean", 0.0), channels, "mean")
+        std = _per_channel(meta.get("std", 1.0), channels, "std")
+        return cls(size, color, mean, std, float(meta.get("scale", 1.0 / 255.0)))
+
+
+def _per_channel(value: float | Sequence[float], channels: int, what: str) -> tuple[float, ...]:
+    values = [float(value)] if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) == 1:
+        values *= channels
+    if len(values) != channels:
+        raise ValueError(f"{what} has {len(values)} values for {channels} channels")
+    return tuple(values)
+
+
+def prepare(images: np.ndarray, spec: CropSpec) -> np.ndarray:
+    """BGR uint8 [N, S, S, 3] → float32 [N, C, size, size] ready for the model."""
+    import cv2
+
+    images = np.asarray(images)
+    n = len(images)
+    out = np.empty((n, spec.size, spec.size, spec.channels), np.float32)
+    for i, img in enumerate(images):
+        if img.shape[0] != spec.size or img.shape[1] != spec.size:
+            shrink = img.shape[0] > spec.size
+            img = cv2.resize(img, (spec.size, spec.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+        if spec.color == "gray":
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None]
+        elif spec.color == "rgb":
+            img = img[..., ::-1]
+        out[i] = img
+    out *= spec.scale
+    out -= np.asarray(spec.mean, np.float32)
+    out /= np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def to_bgr_uint8(images: np.ndarray, color: str = "rgb", value_range: Sequence[float] = (0.0, 1.0)) -> np.ndarray:
+    """Model images float [N, C, H, W] in ``value_range`` → BGR uint8 [N, H, W, 3]."""
+    lo, hi = float(value_range[0]), float(value_range[1])
+    x = (np.asarray(images, np.float32) - lo) / (hi - lo)
+    x = np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    if x.shape[-1] == 1:
+        return np.repeat(x, 3, axis=-1)
+    return np.ascontiguousarray(x[..., ::-1]) if color == "rgb" else np.ascontiguousarray(x)

@@ -1,0 +1,97 @@
+"""Shared bits of the model nodes in this family: missing-model reports, softmax, class labels.
+
+Kept apart from the nodes so they are importable without ONNX Runtime or torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from facegraph import ModelError
+
+FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+#: the project's own exports these nodes run; trained by the project, so no public download yet
+OWN_MODELS = (
+    ("facegraph/expression_gru", "facegraph/expression_gru/expression_gru.onnx",
+     "GRU temporal head over ArcFace windows (nodes/nets/gru.py export_onnx) + metadata.json"),
+    ("facegraph/fer_cnn", "facegraph/fer_cnn.onnx",
+     "FER-2013 emotion CNN, 48x48 gray, 7 classes + 128-D embedding (nodes/nets/expression.py) + .json"),
+    ("facegraph/expression_encoder", "facegraph/expression_encoder.onnx",
+     "DINOv2-style expression transformer, crop → K tokens (nodes/nets/reconstruction.py) + .json"),
+    ("facegraph/reconstruction_decoder", "facegraph/reconstruction_decoder.onnx",
+     "expression tokens + subject embedding → face image (nodes/nets/reconstruction.py) + .json"),
+)
+
+
+def _register_own_models() -> None:
+    try:
+        from facegraph._modelstore import ModelEntry, register_models
+    except ImportError:  # an engine without the model store: paths only
+        return
+    register_models(*(
+        ModelEntry(name=name, filename=filename, description=desc, licence="MIT (weights: per training data)",
+                   aliases=(name.split("/", 1)[1],),
+                   note="built by the project's training scripts; no public download yet")
+        for name, filename, desc in OWN_MODELS
+    ))
+
+
+_register_own_models()
+
+
+def missing_models(values: Mapping[str, Any], keys: Iterable[str]) -> list[str]:
+    """One line per model parameter that does not resolve here; catalogue names read
+    "needs model X (facegraph models fetch X)"."""
+    try:
+        from ._catalogue import model_requirements
+    except ImportError:
+        model_requirements = None
+    problems = []
+    for key in keys:
+        spec = values.get(key)
+        if not spec:
+            continue
+        if model_requirements is not None:
+            problems += model_requirements(spec, what="model" if key == "model" else f"{key} model")
+            continue
+        from ._onnx import resolve_model
+
+        try:
+            resolve_model(spec)
+        except ModelError:
+            problems.append(f"needs model {spec} (facegraph models fetch {spec})")
+    return problems
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def as_probs(out: np.ndarray, kind: str | None) -> np.ndarray:
+    """Model output → probabilities: ``kind`` 'probs' or 'logits' from metadata; guessed when absent."""
+    out = np.asarray(out, dtype=np.float32)
+    if kind == "probs":
+        return out
+    if kind is None and out.size and out.min() >= 0 and np.allclose(out.sum(axis=-1), 1, atol=1e-3):
+        return out
+    return softmax(out)
+
+
+def labels_for(metadata: Mapping[str, Any], classes: int, default: list[str] | None = None) -> list[str]:
+    """Labels from metadata, else ``default`` when it has the right length, else class0..classN."""
+    labels = metadata.get("labels")
+    if labels is None and default is not None and len(default) == classes:
+        labels = default
+    if labels is None:
+        labels = [f"class{i}" for i in range(classes)]
+    labels = [str(label) for label in labels]
+    if len(labels) != classes:
+        raise ModelError(f"metadata lists {len(labels)} labels but the model has {classes} outputs")
+    return labels

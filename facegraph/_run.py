@@ -149,16 +149,17 @@ def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterat
     consumers = graph.consumers()
     wanted = set(options.outputs or graph.leaf_outputs())
     nodes = {nid: graph.nodes[nid].build(options.context) for nid in order}
-    opened: list[str] = []
-    runners: dict[str, NodeRunner] = {}
     src = SourceRunner(nodes[source_id])
+    runners = {
+        nid: NodeRunner(nodes[nid], list(graph.nodes[nid].inputs), options.validate)
+        for nid in order
+        if nid != source_id
+    }
+    opened: list[str] = []
     try:
         for nid in order:
             open_node(nodes[nid])
             opened.append(nid)
-        for nid in order:
-            if nid != source_id:
-                runners[nid] = NodeRunner(nodes[nid], list(graph.nodes[nid].inputs), options.validate)
         if options.on_start:
             options.on_start(nodes[source_id].total_frames())
         count = 0
@@ -183,12 +184,10 @@ def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterat
         except StopRun:
             pass
     finally:
-        for runner in runners.values():
-            _quiet_close(runner.close)
-        _quiet_close(src.close)
-        stats.nodes = {source_id: src.stats, **{nid: r.stats for nid, r in runners.items()}}
-        for nid in order:
-            stats.nodes[nid] = stats.nodes.pop(nid)
+        # close() always runs for every node that opened, sinks included, so partial outputs are finished
+        for nid in reversed(opened):
+            _quiet_close(src.close if nid == source_id else runners[nid].close)
+        stats.nodes = {nid: src.stats if nid == source_id else runners[nid].stats for nid in order}
 
 
 def _route(

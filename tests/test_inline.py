@@ -122,3 +122,22 @@ def test_run_node_helper():
     assert out["out"]["image"].max() == 105
     outs = run_node_frames(Brighten("b", every=2), [{"frame": frame}] * 3)
     assert [bool(o) for o in outs] == [True, False, True]
+
+
+def test_nodes_opened_before_a_failing_open_are_closed():
+    LOG.clear()
+
+    @register("test.cannot_open")
+    class CannotOpen(Node):
+        value = Input(FRAME)
+
+        def open(self):
+            raise OSError("no such device")
+
+    g = Graph("openfail")
+    cam = g.add("synthetic", id="cam", frames_total=3, width=16, height=12)
+    mix = g.add("test.blend", id="mix", a=cam.frame)
+    g.add("test.cannot_open", id="bad", value=mix.out)
+    with pytest.raises(NodeFailure, match="node 'bad' \\(test.cannot_open\\) failed: could not open: OSError: no such"):
+        collect(g, "inline")
+    assert LOG == ["open mix", "close mix"]

@@ -1,0 +1,50 @@
+"""``embed``: ArcFace-style recognition vectors for aligned face crops, all faces of a frame in one call.
+
+Runs any 112×112 recognition ONNX (insightface's w600k_r50 / w600k_mbf, an
+iResNet exported by ``facegraph.nodes.nets.iresnet.export_onnx``, a
+MobileFaceNet); the vector length D comes from the model. Input normalisation
+comes from the model's metadata.json (``mean``, ``std``, ``color``), else
+insightface's RGB (x − 127.5) / 127.5.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from facegraph import CROPS, EMBEDDINGS, Input, Node, Output, Param, register
+
+from . import _catalogue  # registers the model names, so 'model' may be a name
+
+
+@register("embed")
+class Embed(Node):
+    """L2-normalised face embeddings (ArcFace, MobileFaceNet ...) of aligned crops."""
+
+    crops = Input(CROPS, doc="ArcFace-aligned crops (112×112 usual; other sizes are resized)")
+    embeddings = Output(EMBEDDINGS, doc="vec float32[N,D], unit length; track_id copied")
+    model = Param(str, "buffalo_l/w600k_r50", doc="ONNX file, or a model name from 'facegraph models'")
+    providers = Param((str, list), "auto", doc="'auto', 'cpu', 'cuda', 'coreml', 'tensorrt' or a list")
+
+    threads = 2
+
+    @classmethod
+    def requirements(cls, values: dict[str, Any]) -> list[str]:
+        return _catalogue.model_requirements(values["model"], "recognition model")
+
+    def open(self) -> None:
+        from ._arcface import Embedder
+
+        self.embedder = Embedder(self.model, providers=self.providers, threads=self.context.threads)
+
+    @property
+    def dim(self) -> int:
+        return self.embedder.dim
+
+    def process(self, crops: Any) -> dict[str, dict[str, Any]]:
+        out: dict[str, Any] = {"vec": self.embedder(np.asarray(crops.images))}
+        track_id = crops.get("track_id")
+        if track_id is not None:
+            out["track_id"] = np.asarray(track_id, dtype=np.int32)
+        return {"embeddings": out}

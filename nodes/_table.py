@@ -17,9 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pathlib import Path
+
 import numpy as np
 
-from facegraph import AUS, EMBEDDINGS, FACES, FRAME, IDENTITIES, LANDMARKS, POSE, PROBS, Input, Node, Packet
+from facegraph import AUS, EMBEDDINGS, FACES, FRAME, IDENTITIES, LANDMARKS, POSE, PROBS, Input, Node, Packet, Param
 
 from . import _openface as of
 
@@ -36,6 +38,7 @@ class Schema:
     identity: bool = False
     probs: list[str] = field(default_factory=list)
     emb_dim: int | None = None
+    extra: list[str] = field(default_factory=list)  # constant columns asked for by the sink's `columns`
     frozen: bool = False
 
     def observe(self, packets: dict[str, Packet | None]) -> None:
@@ -85,7 +88,7 @@ class Schema:
                     cols += [f"lmk_{axis}_{i}" for i in range(k)]
             else:
                 cols.append("landmarks")
-        return cols
+        return cols + self.extra
 
 
 def _match(n: int, face_tids: np.ndarray | None, other: Packet | None, count: int, tids: Any) -> list[int | None]:
@@ -177,9 +180,15 @@ class ResultSink(Node):
     embeddings = Input(EMBEDDINGS, optional=True)
     identities = Input(IDENTITIES, optional=True)
     probs = Input(PROBS, optional=True)
+    columns = Param(
+        dict,
+        {},
+        doc="constant columns added to every row, e.g. {session: '{source}', label: happy}; "
+        "'{source}' becomes the source's file name without its extension",
+    )
 
     def open(self) -> None:
-        self.schema = Schema()
+        self.schema = Schema(extra=[str(k) for k in self.columns])
         self.open_output()
 
     def open_output(self) -> None:
@@ -189,6 +198,11 @@ class ResultSink(Node):
         faces = packets["faces"]
         self.schema.observe(packets)
         records = face_records(faces.frame_id, packets)
+        if self.columns:
+            stem = Path(str(faces.source)).stem
+            extra = {str(k): str(v).replace("{source}", stem) for k, v in self.columns.items()}
+            for rec in records:
+                rec.update(extra)
         self.write_frame(faces, packets, records)
         return None
 

@@ -51,7 +51,7 @@ class ParquetSink(ResultSink):
                 kind = pa.int32()
             elif col == "timestamp":
                 kind = pa.float64()
-            elif col == "identity":
+            elif col == "identity" or col in self.schema.extra:
                 kind = pa.string()
             elif col == "embedding":
                 kind = pa.list_(pa.float32(), self.schema.emb_dim)

@@ -425,3 +425,23 @@ def test_display_q_key_stops_the_run_cleanly(monkeypatch):
     g.add("sink.display", id="out", frame=src.frame)
     results = collect(g)
     assert len(shown) == 3 and len(results) == 3
+
+
+def test_parquet_constant_columns_for_session_and_label(tmp_path):
+    """extract_embeddings' session and label columns: constants, '{source}' = the source file's stem."""
+    import pyarrow.parquet as pq
+
+    from facegraph import RunContext
+    from facegraph.nodes.sink_parquet import ParquetSink
+    from facegraph.testing import run_node
+
+    node = ParquetSink("out", RunContext(output_dir=tmp_path), path="e.parquet",
+                       columns={"session": "{source}", "label": "happy"})
+    faces = {"boxes": np.zeros((2, 4), np.float32), "scores": np.ones(2, np.float32),
+             "kps": np.zeros((2, 5, 2), np.float32)}
+    run_node(node, {"faces": faces, "embeddings": {"vec": np.ones((2, 8), np.float32)}}, source="/data/clip01.mp4")
+    table = pq.read_table(tmp_path / "e.parquet")
+    assert table.column_names[-3:] == ["embedding", "session", "label"]
+    assert table.column("session").to_pylist() == ["clip01", "clip01"]
+    assert table.column("label").to_pylist() == ["happy", "happy"]
+    assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[8]"

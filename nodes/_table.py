@@ -15,9 +15,8 @@ match gets empty cells, never made-up values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 

@@ -430,9 +430,9 @@ def test_display_q_key_stops_the_run_cleanly(monkeypatch):
 def test_parquet_constant_columns_for_session_and_label(tmp_path):
     """extract_embeddings' session and label columns: constants, '{source}' = the source file's stem."""
     import pyarrow.parquet as pq
+    from facegraph.nodes.sink_parquet import ParquetSink
 
     from facegraph import RunContext
-    from facegraph.nodes.sink_parquet import ParquetSink
     from facegraph.testing import run_node
 
     node = ParquetSink("out", RunContext(output_dir=tmp_path), path="e.parquet",

@@ -140,7 +140,9 @@ class Node:
             if isinstance(attr, Input):
                 inputs[name] = Input(attr.type, attr.optional, attr.doc, name)
             elif isinstance(attr, Output):
-                outputs[name] = Output(attr.type, attr.doc, name)
+                # an output may be named like an input ('frame' in, 'frame' out): declare it under
+                # another attribute with Output(FRAME, name="frame")
+                outputs[attr.name or name] = Output(attr.type, attr.doc, attr.name or name)
             elif isinstance(attr, Param):
                 params[name] = Param(attr.kind, attr.default, attr.doc, attr.ge, attr.le, attr.choices, name)
             else:

@@ -13,21 +13,7 @@ from facegraph._ports import AUS, FACES, FRAME, IDENTITIES, LANDMARKS, POSE, PRO
 from . import _draw
 
 
-def _rename_output(old: str, new: str):
-    """Class decorator: an output may share its name with an input ('frame' in, 'frame' out), which
-    class attributes cannot express, so the output is declared under another name and renamed here."""
-
-    def deco(cls: type[Node]) -> type[Node]:
-        cls.outputs = {
-            (new if k == old else k): (Output(v.type, v.doc, new) if k == old else v) for k, v in cls.outputs.items()
-        }
-        return cls
-
-    return deco
-
-
 @register("overlay")
-@_rename_output("out", "frame")
 class Overlay(Node):
     """Draws whatever per-face results are connected onto a copy of the frame.
 
@@ -45,7 +31,7 @@ class Overlay(Node):
     probs = Input(PROBS, optional=True, doc="class probabilities per face (top-k bars)")
     identities = Input(IDENTITIES, optional=True)
     image = Input(FRAME, optional=True, doc="a second picture shown on the right (e.g. a reconstruction)")
-    out = Output(FRAME, doc="an annotated copy of the frame (port 'frame')")
+    out = Output(FRAME, doc="an annotated copy of the frame", name="frame")
     boxes = Param(bool, True, doc="draw face boxes with track ids")
     points = Param(bool, True, doc="draw landmarks")
     axes = Param(bool, True, doc="draw head-pose axes")

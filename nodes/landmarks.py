@@ -53,6 +53,7 @@ class Landmarks(Node):
     faces = Input(FACES, doc="boxes, keypoints and track ids from any detector")
     landmarks = Output(LANDMARKS, doc="native points: facemesh468 (x, y, depth px) or the model's scheme")
     landmarks68 = Output(LANDMARKS, doc="iBUG 68 points (x, y px)")
+    faces_out = Output(FACES, doc="faces with boxes and keypoints from the landmarks, same track ids", name="faces")
 
     backend = Param(str, "facemesh", choices=("facemesh", "onnx"), doc="landmark model family")
     model = Param(str, "", doc="onnx: path of the landmark .onnx (required); facemesh: optional .tflite path")
@@ -229,29 +230,3 @@ class Landmarks(Node):
         self._tflite = None
         self._onnx = None
 
-
-# The refined faces go out on a port named like the input ("faces" in, "faces" out), which a class
-# attribute cannot declare twice; so the output is added to the declarations here.
-Landmarks.outputs = {
-    **Landmarks.outputs,
-    "faces": Output(FACES, doc="faces with boxes and keypoints from the landmarks, same track ids", name="faces"),
-}
-
-
-def _closest(candidates: np.ndarray, box: np.ndarray) -> int | None:
-    """Index of the candidate box that is the same face as ``box``: best IoU ≥ 0.3, else the nearest
-    centre within one face size; None when none qualifies."""
-    overlap = iou_matrix(candidates, box[None])[:, 0]
-    best = int(np.argmax(overlap))
-    if overlap[best] >= 0.3:
-        return best
-    centres = (candidates[:, :2] + candidates[:, 2:]) / 2
-    size = np.sqrt(np.prod(np.clip(candidates[:, 2:] - candidates[:, :2], 1e-6, None), axis=1))
-    shift = np.linalg.norm(centres - (box[:2] + box[2:]) / 2, axis=1) / size
-    best = int(np.argmin(shift))
-    return best if shift[best] < 1.0 else None
-
-
-def _kps_from_box(box: np.ndarray) -> np.ndarray:
-    mid = (box[:2] + box[2:]) / 2
-    return np.repeat(mid[None], 5, axis=0).astype(np.float32)

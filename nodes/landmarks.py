@@ -34,8 +34,14 @@ from facegraph import FACES, FRAME, LANDMARKS, Input, Node, Output, Param, Param
 from . import _facemesh as fm
 from ._nms import iou_matrix
 
-PFLD_DEFAULTS = {"input_size": 112, "mean": [0.0, 0.0, 0.0], "std": [255.0, 255.0, 255.0], "rgb": True,
-                 "output_range": [0.0, 1.0], "crop_scale": 1.0}
+PFLD_DEFAULTS = {
+    "input_size": 112,
+    "mean": [0.0, 0.0, 0.0],
+    "std": [255.0, 255.0, 255.0],
+    "rgb": True,
+    "output_range": [0.0, 1.0],
+    "crop_scale": 1.0,
+}
 
 
 @dataclass
@@ -88,8 +94,9 @@ class Landmarks(Node):
         else:
             from ._onnx import OnnxModel
 
-            self._onnx = OnnxModel(self.model, providers=self.providers, threads=self.context.threads,
-                                   what="landmark model")
+            self._onnx = OnnxModel(
+                self.model, providers=self.providers, threads=self.context.threads, what="landmark model"
+            )
             meta = {**PFLD_DEFAULTS, **self._onnx.metadata}
             size = meta["input_size"]
             self._size = int(size[0] if isinstance(size, (list, tuple)) else size)
@@ -131,10 +138,18 @@ class Landmarks(Node):
                 rois.append(roi if self.roll else roi._replace(angle=0.0))
                 keep_rows.append(i)
         matrices = [fm.crop_matrix(r, self._size) for r in rois]
-        crops = np.stack(
-            [cv2.warpAffine(image, m, (self._size, self._size), flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_CONSTANT) for m in matrices]
-        ) if rois else np.zeros((0, self._size, self._size, 3), np.uint8)
+        crops = (
+            np.stack(
+                [
+                    cv2.warpAffine(
+                        image, m, (self._size, self._size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
+                    )
+                    for m in matrices
+                ]
+            )
+            if rois
+            else np.zeros((0, self._size, self._size, 3), np.uint8)
+        )
         points, scores = self._run(crops) if rois else (None, np.zeros(0, np.float32))
         out_pts, out_scores, out_ids, out_boxes, out_kps = [], [], [], [], []
         seen = set()
@@ -155,8 +170,13 @@ class Landmarks(Node):
             out_scores.append(scores[j])
             out_ids.append(tid if tid is not None else -1)
             out_boxes.append(box)
-            out_kps.append(fm.mesh_kps(pts) if pts.shape[0] == 468 else
-                           fm.ibug_kps(pts) if pts.shape[0] == 68 else _kps_from_box(box))
+            out_kps.append(
+                fm.mesh_kps(pts)
+                if pts.shape[0] == 468
+                else fm.ibug_kps(pts)
+                if pts.shape[0] == 68
+                else _kps_from_box(box)
+            )
         current = set() if ids is None else set(ids.tolist())
         for tid in list(self._tracks):
             if tid not in seen and tid not in current:
@@ -203,8 +223,7 @@ class Landmarks(Node):
         if pts:
             points = np.stack(pts)
         else:
-            k = k or (self._onnx.outputs[0].shape[-1] // 2 if isinstance(self._onnx.outputs[0].shape[-1], int)
-                      else 68)
+            k = k or (self._onnx.outputs[0].shape[-1] // 2 if isinstance(self._onnx.outputs[0].shape[-1], int) else 68)
             points = np.zeros((0, k, 3 if self.backend == "facemesh" else 2), np.float32)
         n, k = points.shape[:2]
         extra = {"track_id": np.asarray(ids, np.int32)} if with_ids else {}
@@ -220,8 +239,12 @@ class Landmarks(Node):
             },
         }
         if self.backend == "facemesh":
-            out["landmarks68"] = {"points": np.ascontiguousarray(fm.to_ibug68(points), np.float32),
-                                  "scheme": "ibug68", "scores": score_arr, **extra}
+            out["landmarks68"] = {
+                "points": np.ascontiguousarray(fm.to_ibug68(points), np.float32),
+                "scheme": "ibug68",
+                "scores": score_arr,
+                **extra,
+            }
         elif k == 68:
             out["landmarks68"] = out["landmarks"]
         return out
@@ -230,3 +253,21 @@ class Landmarks(Node):
         self._tflite = None
         self._onnx = None
 
+
+def _closest(candidates: np.ndarray, box: np.ndarray) -> int | None:
+    """Index of the candidate box that is the same face as ``box``: best IoU ≥ 0.3, else the nearest
+    centre within one face size; None when none qualifies."""
+    overlap = iou_matrix(candidates, box[None])[:, 0]
+    best = int(np.argmax(overlap))
+    if overlap[best] >= 0.3:
+        return best
+    centres = (candidates[:, :2] + candidates[:, 2:]) / 2
+    size = np.sqrt(np.prod(np.clip(candidates[:, 2:] - candidates[:, :2], 1e-6, None), axis=1))
+    shift = np.linalg.norm(centres - (box[:2] + box[2:]) / 2, axis=1) / size
+    best = int(np.argmin(shift))
+    return best if shift[best] < 1.0 else None
+
+
+def _kps_from_box(box: np.ndarray) -> np.ndarray:
+    mid = (box[:2] + box[2:]) / 2
+    return np.repeat(mid[None], 5, axis=0).astype(np.float32)

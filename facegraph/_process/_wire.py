@@ -1,0 +1,74 @@
+"""Messages between processes: msgpack lists, tagged by their first item.
+
+Data ``["d", sender, token, node, port, frame_id, t_capture, source, fields]``
+where each field is ``[name, 0, segment, offset, dtype, shape]`` (an array in
+shared memory), ``[name, 1, value]`` (a plain msgpack value) or
+``[name, 2, pickle]`` (anything else: tuples, numpy scalars, object arrays, so a
+value comes back exactly as it left). Skip ``["s", node, port, frame_id, t_capture,
+source]``, end of stream ``["e", node, port]``, release ``["r", token, ...]``, credit
+``["c", n]``, go ``["g"]``, stop ``["x"]``, halt (source: stop reading) ``["h"]``.
+Worker → supervisor: ``ready``, ``seg``, ``start``, ``err``, ``stopreq``, ``live``, ``bye``.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ._shm import SegmentCache
+
+SHM, PLAIN, PICKLED = 0, 1, 2
+_PLAIN_TYPES = (str, float, bool, bytes, type(None))
+
+
+def pack(msg: list[Any]) -> bytes:
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def unpack(data: bytes) -> list[Any]:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def is_plain(v: Any) -> bool:
+    """Does msgpack bring this back equal and of the same type?"""
+    t = type(v)
+    if t in _PLAIN_TYPES:
+        return True
+    if t is int:
+        return -(2**63) <= v < 2**64
+    if t is list:
+        return all(is_plain(x) for x in v)
+    if t is dict:
+        return all(type(k) is str and is_plain(x) for k, x in v.items())
+    return False
+
+
+def shm_able(v: Any) -> bool:
+    return type(v) is np.ndarray and not v.dtype.hasobject and v.dtype.fields is None
+
+
+def small_field(name: str, v: Any) -> list[Any]:
+    return [name, PLAIN, v] if is_plain(v) else [name, PICKLED, pickle.dumps(v, protocol=5)]
+
+
+def decode_fields(meta: list[list[Any]], cache: SegmentCache, copy: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Fields of a data message; arrays are read-only shared views unless ``copy``."""
+    fields: dict[str, Any] = {}
+    views: list[np.ndarray] = []
+    for item in meta:
+        kind = item[1]
+        if kind == SHM:
+            arr = cache.view(item[2], item[3], item[4], item[5])
+            if copy:
+                arr = arr.copy()
+            else:
+                views.append(arr)
+            fields[item[0]] = arr
+        elif kind == PLAIN:
+            fields[item[0]] = item[2]
+        else:
+            fields[item[0]] = pickle.loads(item[2])
+    return fields, views

@@ -1,0 +1,454 @@
+"""One worker process: some nodes (one, a ``group:``, or the source), wired to the others by rings and zmq.
+
+The worker rebuilds its nodes from their specs (type name + parameters) and runs
+them with the very ``NodeRunner``/``SourceRunner`` the inline executor uses, so
+joins, skips, end of stream and statistics mean the same thing. Packets between
+nodes of one worker are routed in-process; packets to other workers are written
+once into the port's ring and announced by a small message.
+
+Holds: every packet sent with shared arrays carries a token; each receiver sends
+the token back (``["r", token]``) once it no longer needs the frame, and the slot
+is reused when all receivers have done so. An output array that *is* one of the
+worker's input views (a pass-through) is forwarded by reference instead of being
+copied; the input is then held until the forwarded token comes back.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Any
+
+import numpy as np
+import zmq
+
+from .._errors import NodeFailure
+from .._node import StopRun
+from .._ports import Packet
+from .._registry import node_class
+from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
+from .._stats import NodeStats
+from ._shm import Ring, SegmentCache
+from ._wire import SHM, pack, shm_able, small_field, unpack
+
+log = logging.getLogger("facegraph")
+MAIN = 0
+
+
+def worker_main(cfg: dict[str, Any]) -> None:
+    """Entry point of a spawned worker."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    for module in cfg["modules"]:
+        if module and module not in sys.modules:
+            importlib.import_module(module)
+    worker = Worker(cfg)
+    try:
+        worker.run()
+    finally:
+        worker.cleanup()
+
+
+class Worker:
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.index: int = cfg["index"]
+        self.ppid = os.getppid()
+        self.ctx = zmq.Context()
+        self.inbox = self.ctx.socket(zmq.PULL)
+        self.inbox.setsockopt(zmq.LINGER, 0)
+        self.inbox.bind(cfg["addresses"][self.index])
+        self.peers: dict[int, zmq.Socket] = {}
+        self.backlog: deque[list[Any]] = deque()
+        self.cache = SegmentCache()
+        self.rings: dict[tuple[str, str], Ring] = {}
+        self.n_segments = 0
+        self.next_token = 0
+        self.out_holds: dict[int, list[Any]] = {}  # token → [count, ring, gen, slot, children]
+        self.in_holds: dict[tuple[int, int], list[Any]] = {}  # (sender, token) → [refs, [array ids]]
+        self.frame_holds: dict[int, list[tuple[int, int]]] = {}
+        self.view_index: dict[int, tuple[np.ndarray, str, int, tuple[int, int]]] = {}
+        self.releases: dict[int, list[int]] = {}  # sender → tokens to give back when we next go idle
+        self.runners: dict[str, NodeRunner] = {}
+        self.src: SourceRunner | None = None
+        self.nodes: dict[str, Any] = {}
+        self.stopping = False
+        self.halted = False
+        self.credits = 0
+        self.admitted = 0
+        self.bye_sent = False
+        self.last_live = time.monotonic()
+        # routing tables, keys "node.port"
+        self.local: dict[str, list[tuple[str, str]]] = {k: [tuple(x) for x in v] for k, v in cfg["local"].items()}
+        self.remote: dict[str, list[int]] = cfg["remote"]
+        self.to_main: dict[str, str] = cfg["to_main"]  # "data" or "done"
+        self.sinks: set[str] = set(cfg["sinks"])
+
+    # ---- sockets -------------------------------------------------------------------------------
+    def send(self, dest: int, data: bytes) -> None:
+        sock = self.peers.get(dest)
+        if sock is None:
+            sock = self.peers[dest] = self.ctx.socket(zmq.PUSH)
+            sock.setsockopt(zmq.LINGER, 2000)
+            sock.connect(self.cfg["addresses"][dest])
+        sock.send(data, copy=True)
+
+    def recv(self) -> list[Any] | None:
+        if self.backlog:
+            return self.backlog.popleft()
+        try:
+            return unpack(self.inbox.recv(zmq.NOBLOCK))
+        except zmq.Again:
+            pass
+        self.flush_releases()  # about to wait: the data path went first, now give back what we are done with
+        while True:
+            if self.inbox.poll(1000):
+                return unpack(self.inbox.recv())
+            if os.getppid() != self.ppid:  # the supervisor is gone: do not outlive it
+                self.stopping = True
+                return None
+
+    def reclaim(self) -> None:
+        """Take in pending releases (a ring found no free slot); keep everything else for later."""
+        while True:
+            try:
+                msg = unpack(self.inbox.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            if msg[0] == "r":
+                for token in msg[1:]:
+                    self.on_release(token)
+            else:
+                self.backlog.append(msg)
+
+    # ---- life cycle ----------------------------------------------------------------------------
+    def build(self) -> None:
+        context = self.cfg["context"]
+        for spec in self.cfg["nodes"]:
+            cls = node_class(spec["type"])
+            try:
+                node = cls(spec["id"], context, **spec["params"])
+            except Exception as exc:
+                raise NodeFailure(spec["id"], spec["type"], f"could not build: {exc}") from exc
+            self.nodes[spec["id"]] = node
+        for spec in self.cfg["nodes"]:
+            open_node(self.nodes[spec["id"]])
+            if self.nodes[spec["id"]].is_source():
+                self.src = SourceRunner(self.nodes[spec["id"]])
+            else:
+                self.runners[spec["id"]] = NodeRunner(self.nodes[spec["id"]], spec["connected"], self.cfg["validate"])
+
+    def run(self) -> None:
+        try:
+            self.build()
+            self.send(MAIN, pack(["ready", self.index]))
+            while not self.stopping:
+                msg = self.recv()
+                if msg is None:
+                    break
+                if msg[0] == "g":
+                    break
+                self.handle(msg)
+            if self.src is not None and not self.stopping:
+                self.run_source()
+            while not self.stopping and not self.finished():
+                msg = self.recv()
+                if msg is not None:
+                    self.handle(msg)
+                    self.maybe_live()
+        except NodeFailure as exc:
+            self.send(MAIN, pack(["err", exc.node, exc.type_name, exc.cause, exc.frame_id, exc.traceback]))
+        except Exception as exc:  # a bug of the engine: still report it against this worker
+            first = self.cfg["nodes"][0]
+            self.send(
+                MAIN,
+                pack(["err", first["id"], first["type"], f"{type(exc).__name__}: {exc}", None, traceback.format_exc()]),
+            )
+
+    def finished(self) -> bool:
+        nodes_done = all(r.closed for r in self.runners.values()) and (self.src is None or self.src.closed)
+        return nodes_done and not self.out_holds
+
+    def cleanup(self) -> None:
+        """Flush and close what is still open (sinks keep partial files), report, remove our segments."""
+        for runner in self.runners.values():
+            if not runner.closed:
+                try:
+                    runner.node.flush()
+                except Exception:
+                    log.exception("node %s: error while flushing", runner.node.id)
+                try:
+                    runner.close()
+                except Exception:
+                    log.exception("node %s: error while closing", runner.node.id)
+        if self.src is not None and not self.src.closed:
+            try:
+                self.src.close()
+            except Exception:
+                log.exception("source: error while closing")
+        for ring in self.rings.values():
+            ring.close()
+        self.cache.close()
+        self.view_index.clear()
+        try:
+            self.flush_releases()
+            self.send(MAIN, pack(["bye", self.index, self.stats_dicts(), *usage(), self.admitted]))
+        finally:
+            for sock in self.peers.values():
+                sock.close()
+            self.inbox.close()
+            self.ctx.term()
+
+    def stats_dicts(self) -> dict[str, Any]:
+        out = {}
+        if self.src is not None:
+            out[self.src.node.id] = self.src.stats.to_dict()
+        for nid, runner in self.runners.items():
+            out[nid] = runner.stats.to_dict()
+        for nid, node in self.nodes.items():
+            out.setdefault(nid, NodeStats(nid, type(node).type_name).to_dict())
+        return out
+
+    def maybe_live(self) -> None:
+        now = time.monotonic()
+        if now - self.last_live < 1.0:
+            return
+        self.last_live = now
+        counts = {nid: [r.stats.packets_in, r.stats.packets_out, r.stats.drops] for nid, r in self.runners.items()}
+        if self.src is not None:
+            counts[self.src.node.id] = [0, self.src.stats.packets_out, self.src.stats.drops]
+        self.send(MAIN, pack(["live", self.index, counts, *usage()]))
+
+    # ---- the source ----------------------------------------------------------------------------
+    def run_source(self) -> None:
+        src = self.src
+        node = src.node
+        self.send(MAIN, pack(["start", node.total_frames()]))
+        live = bool(node.live)
+        limit = self.cfg["max_in_flight"]
+        max_frames = self.cfg["max_frames"]
+        while not self.stopping and not self.halted:
+            self.drain()
+            if max_frames is not None and self.admitted >= max_frames:
+                break
+            if not live:
+                while self.admitted - self.credits >= limit and not self.stopping and not self.halted:
+                    msg = self.recv()
+                    if msg is not None:
+                        self.handle(msg)
+                if self.stopping or self.halted:
+                    break
+            emissions = src.next_frame()
+            if emissions is None:
+                break
+            if live and self.admitted - self.credits >= limit:
+                src.next_id -= 1  # frame ids stay contiguous over the frames that enter
+                src.stats.packets_out -= 1
+                src.stats.drops += 1
+                continue
+            self.admitted += 1
+            self.dispatch(node.id, emissions)
+            self.maybe_live()
+        src.close()
+        if not self.stopping:
+            self.dispatch(node.id, [(p, EOS) for p in type(node).outputs])
+
+    def drain(self) -> None:
+        while not self.backlog:
+            try:
+                msg = unpack(self.inbox.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            self.handle(msg)
+        while self.backlog:
+            self.handle(self.backlog.popleft())
+
+    # ---- messages ------------------------------------------------------------------------------
+    def handle(self, msg: list[Any]) -> None:
+        kind = msg[0]
+        if kind == "d":
+            _, sender, token, node, port, fid, t, source, meta = msg
+            fields: dict[str, Any] = {}
+            key = (sender, token)
+            ids: list[int] = []
+            for item in meta:
+                if item[1] == SHM:
+                    arr = self.cache.view(item[2], item[3], item[4], item[5])
+                    if token >= 0:
+                        self.view_index[id(arr)] = (arr, item[2], item[3], key)
+                        ids.append(id(arr))
+                    fields[item[0]] = arr
+                else:
+                    fields[item[0]] = _small(item)
+            if token >= 0:
+                self.in_holds[key] = [1, ids]
+                self.frame_holds.setdefault(fid, []).append(key)
+            self.deliver(f"{node}.{port}", Packet(fid, t, source, fields))
+            self.release_frames()
+        elif kind == "s":
+            _, node, port, fid, t, source = msg
+            self.deliver(f"{node}.{port}", Skip(fid, t, source))
+            self.release_frames()
+        elif kind == "e":
+            self.deliver(f"{msg[1]}.{msg[2]}", EOS)
+        elif kind == "r":
+            for token in msg[1:]:
+                self.on_release(token)
+        elif kind == "c":
+            self.credits += msg[1]
+        elif kind == "x":
+            self.stopping = True
+        elif kind == "h":
+            self.halted = True
+
+    def deliver(self, key: str, item: Any) -> None:
+        for consumer, in_port in self.local.get(key, ()):
+            self.feed(consumer, in_port, item)
+
+    def feed(self, consumer: str, in_port: str, item: Any) -> None:
+        runner = self.runners[consumer]
+        try:
+            produced = runner.feed(in_port, item)
+        except StopRun:
+            self.send(MAIN, pack(["stopreq"]))
+            produced = [(p, Skip(item.frame_id, item.t_capture, item.source)) for p in runner.cls.outputs]
+        if consumer in self.sinks:
+            if isinstance(item, EndOfStream):
+                if runner.closed:
+                    self.send(MAIN, pack(["e", consumer, ""]))
+            elif item.frame_id not in runner.pending:
+                self.send(MAIN, pack(["s", consumer, "", item.frame_id, item.t_capture, item.source]))
+        if produced:
+            self.dispatch(consumer, produced)
+
+    def dispatch(self, node_id: str, emissions: list[tuple[str, Any]]) -> None:
+        for port, item in emissions:
+            key = f"{node_id}.{port}"
+            dests = self.remote.get(key, [])
+            main = self.to_main.get(key)
+            if isinstance(item, EndOfStream):
+                data = pack(["e", node_id, port])
+                for d in dests:
+                    self.send(d, data)
+                if main:
+                    self.send(MAIN, data)
+            elif isinstance(item, Skip) or (main == "done" and not dests):
+                data = pack(["s", node_id, port, item.frame_id, item.t_capture, item.source])
+                for d in dests:
+                    self.send(d, data)
+                if main:
+                    self.send(MAIN, data)
+            else:
+                targets = list(dests)
+                if main == "data":
+                    targets.append(MAIN)
+                elif main == "done":
+                    self.send(MAIN, pack(["s", node_id, port, item.frame_id, item.t_capture, item.source]))
+                if targets:
+                    token, meta = self.encode(node_id, port, item, len(targets))
+                    data = pack(
+                        ["d", self.index, token, node_id, port, item.frame_id, item.t_capture, item.source, meta]
+                    )
+                    for d in targets:
+                        self.send(d, data)
+            self.deliver(key, item)
+
+    def encode(self, node_id: str, port: str, packet: Packet, count: int) -> tuple[int, list[Any]]:
+        meta: list[Any] = []
+        fresh: list[tuple[int, np.ndarray]] = []
+        children: list[tuple[int, int]] = []
+        for name, v in packet.fields.items():
+            if shm_able(v):
+                entry = self.view_index.get(id(v))
+                if entry is not None and entry[0] is v:
+                    meta.append([name, SHM, entry[1], entry[2], v.dtype.str, list(v.shape)])
+                    if entry[3] not in children:
+                        children.append(entry[3])
+                    continue
+                fresh.append((len(meta), v))
+                meta.append([name, SHM, "", 0, v.dtype.str, list(v.shape)])
+            else:
+                meta.append(small_field(name, v))
+        ring = gen = slot = None
+        if fresh:
+            ring = self.rings.get((node_id, port))
+            if ring is None:
+                ring = self.rings[(node_id, port)] = Ring(self.new_segment_name, self.cfg["nslots"])
+            gen, slot, offsets = ring.write([a for _, a in fresh], self.reclaim)
+            for (i, _), off in zip(fresh, offsets, strict=True):
+                meta[i][2] = gen.name
+                meta[i][3] = off
+        if ring is None and not children:
+            return -1, meta
+        token = self.next_token
+        self.next_token += 1
+        self.out_holds[token] = [count, ring, gen, slot, children]
+        for child in children:
+            self.in_holds[child][0] += 1
+        return token, meta
+
+    def new_segment_name(self) -> str:
+        name = f"fg{self.cfg['run_id']}_{self.index}_{self.n_segments}"
+        self.n_segments += 1
+        self.send(MAIN, pack(["seg", name]))  # the supervisor knows it before it exists
+        return name
+
+    def on_release(self, token: int) -> None:
+        hold = self.out_holds.get(token)
+        if hold is None:
+            return
+        hold[0] -= 1
+        if hold[0] > 0:
+            return
+        del self.out_holds[token]
+        if hold[1] is not None:
+            hold[1].release(hold[2], hold[3])
+        for child in hold[4]:
+            self.unref(child)
+
+    def unref(self, key: tuple[int, int]) -> None:
+        hold = self.in_holds.get(key)
+        if hold is None:
+            return
+        hold[0] -= 1
+        if hold[0] > 0:
+            return
+        del self.in_holds[key]
+        for aid in hold[1]:
+            self.view_index.pop(aid, None)
+        self.releases.setdefault(key[0], []).append(key[1])
+
+    def flush_releases(self) -> None:
+        if self.releases:
+            for sender, tokens in self.releases.items():
+                self.send(sender, pack(["r", *tokens]))
+            self.releases.clear()
+
+    def release_frames(self) -> None:
+        """Give back the inputs of every frame no node of this worker still waits on."""
+        if not self.frame_holds:
+            return
+        for fid in list(self.frame_holds):
+            if any(fid in r.pending for r in self.runners.values()):
+                continue
+            for key in self.frame_holds.pop(fid):
+                self.unref(key)
+
+
+def _small(item: list[Any]) -> Any:
+    import pickle
+
+    return item[2] if item[1] == 1 else pickle.loads(item[2])
+
+
+def usage() -> tuple[float, float]:
+    """(CPU seconds, peak RSS in MB) of this process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
+    return ru.ru_utime + ru.ru_stime, ru.ru_maxrss * scale

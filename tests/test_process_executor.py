@@ -1,0 +1,269 @@
+"""The process executor gives the inline executor's results, drops only at a live entrance, leaves nothing behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+import facegraph
+from facegraph import ANY, FRAME, Graph, Input, Node, Output, register
+from facegraph._process import segments_left_by_this_process
+from facegraph.testing import collect, results_equal
+
+
+@register("test.proc.scale")
+class Halve(Node):
+    """A new array per frame (written into the ring, not forwarded)."""
+
+    frame = Input(FRAME)
+    out = Output(FRAME)
+
+    def process(self, frame: Any) -> dict[str, Any]:
+        return {"out": {"image": (frame.image // 2).astype(np.uint8), "timestamp": frame.timestamp}}
+
+
+@register("test.proc.join")
+class Join(Node):
+    """Two required inputs and an optional one, joined by frame_id; odd small values travel exactly."""
+
+    a = Input(FRAME)
+    b = Input(FRAME)
+    c = Input(ANY, optional=True)
+    out = Output(ANY)
+
+    def process(self, a: Any, b: Any, c: Any = None) -> dict[str, Any]:
+        diff = a.image.astype(np.int16) - b.image
+        return {
+            "out": {
+                "diff": diff,
+                "pair": (a.frame_id, b.frame_id),
+                "c": c is not None,
+                "mean": np.float32(diff.mean()),
+                "names": ["x", "y"],
+                "empty": np.zeros((0, 4), np.float32),
+            }
+        }
+
+
+@register("test.proc.sometimes")
+class Sometimes(Node):
+    """Emits nothing for every third frame: consumers must not stall."""
+
+    value = Input(ANY)
+    out = Output(ANY)
+
+    def process(self, value: Any) -> dict[str, Any] | None:
+        return None if value.frame_id % 3 == 0 else {"out": dict(value.fields)}
+
+
+@register("test.proc.grow")
+class Grow(Node):
+    """Packets that get bigger every frame: the ring must grow, never fail."""
+
+    value = Input(ANY)
+    out = Output(ANY)
+
+    def process(self, value: Any) -> dict[str, Any]:
+        return {"out": {"blob": np.full(5000 * (value.frame_id + 1) ** 2, value.frame_id, np.uint8)}}
+
+
+@register("test.proc.sink")
+class CountSink(Node):
+    """No outputs: completion comes from the sink's own report."""
+
+    value = Input(ANY)
+
+    def process(self, value: Any) -> None:
+        return None
+
+
+def children() -> list[psutil.Process]:
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(proc.cmdline()):
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    yield
+    assert segments_left_by_this_process() == []
+    assert psutil.wait_procs(children(), timeout=3)[1] == []
+
+
+def source(g: Graph, frames: int = 12, **params: Any) -> Any:
+    return g.add("synthetic", id="src", frames_total=frames, width=64, height=48, **params)
+
+
+def chain() -> Graph:
+    g = Graph("chain")
+    src = source(g)
+    a = g.add("passthrough", id="a", value=src.frame)
+    h = g.add("test.proc.scale", id="h", frame=a.out)
+    g.add("passthrough", id="p", value=h.out)
+    return g
+
+
+def fan_out() -> Graph:
+    g = Graph("fanout")
+    src = source(g)
+    g.add("test.proc.scale", id="h", frame=src.frame)
+    g.add("passthrough", id="p", value=src.frame)
+    g.add("test.proc.sink", id="sink", value=src.frame)
+    return g
+
+
+def join(group: str | None = None) -> Graph:
+    g = Graph("join")
+    src = source(g)
+    h = g.add("test.proc.scale", id="h", frame=src.frame, group=group)
+    s = g.add("test.proc.sometimes", id="s", value=src.frame)
+    g.add("test.proc.join", id="j", a=src.frame, b=h.out, c=s.out, group=group)
+    return g
+
+
+def sometimes() -> Graph:
+    g = Graph("sometimes")
+    src = source(g)
+    s = g.add("test.proc.sometimes", id="s", value=src.frame)
+    p = g.add("passthrough", id="p", value=s.out)
+    g.add("test.proc.scale", id="h", frame=p.out)
+    g.add("test.proc.sink", id="sink", value=s.out)
+    return g
+
+
+@pytest.mark.parametrize(
+    "make",
+    [chain, fan_out, join, sometimes, lambda: join(group="g")],
+    ids=["chain", "fan_out", "join", "emits_nothing", "group"],
+)
+def test_same_results_as_inline(make):
+    graph = make()
+    inline = collect(graph, "inline")
+    run = facegraph.run(graph, executor="process")
+    process = list(run)
+    assert len(process) == len(inline) == 12
+    assert results_equal(inline, process)
+    assert run.stats.frames_in == 12 and run.stats.dropped == 0
+    assert set(run.stats.nodes) == set(graph.nodes)
+    inline_stats = facegraph.run(graph).wait()
+    for nid, st in run.stats.nodes.items():
+        ref = inline_stats.nodes[nid]
+        assert (st.packets_in, st.packets_out, st.skipped) == (ref.packets_in, ref.packets_out, ref.skipped), nid
+        assert st.pid > 0 and st.worker
+
+
+def test_group_shares_a_process():
+    run = facegraph.run(join(group="g"), executor="process")
+    run.wait()
+    assert run.stats.nodes["h"].pid == run.stats.nodes["j"].pid
+    assert run.stats.nodes["h"].pid != run.stats.nodes["s"].pid
+
+
+def test_internal_outputs_and_max_frames():
+    graph = chain()
+    kwargs = {"outputs": ["src.frame", "h.out"], "max_frames": 7}
+    inline = collect(graph, "inline", **kwargs)
+    process = collect(graph, "process", **kwargs)
+    assert len(process) == 7 and results_equal(inline, process)
+    assert not process[0]["src.frame"].image.flags.writeable or process[0]["src.frame"].image.base is None
+
+
+def test_results_are_private_copies():
+    results = collect(chain(), "process")
+    images = [r["p.out"].image for r in results]
+    assert len({id(i) for i in images}) == len(images)
+    assert all(i.flags.writeable for i in images)
+
+
+def test_slow_consumer_file_source_never_drops():
+    g = Graph("slow")
+    src = source(g, frames=15)
+    g.add("delay", id="slow", value=src.frame, ms=15.0)
+    run = facegraph.run(g, executor="process", max_in_flight=2)
+    results = list(run)
+    assert [r.frame_id for r in results] == list(range(15))
+    assert run.stats.dropped == 0 and run.stats.nodes["src"].drops == 0
+    assert run.stats.nodes["slow"].packets_in == 15
+
+
+def test_slow_consumer_live_source_drops_at_the_entrance():
+    g = Graph("live")
+    src = source(g, frames=60, camera=True)
+    g.add("delay", id="slow", value=src.frame, ms=20.0)
+    started: list[Any] = []
+    run = facegraph.run(g, executor="process", max_in_flight=2, on_start=started.append)
+    results = list(run)
+    stats = run.stats
+    assert started == [60]
+    assert stats.dropped > 0
+    assert stats.nodes["src"].drops == stats.dropped
+    assert stats.frames_in + stats.dropped == 60
+    assert len(results) == stats.frames_in == stats.nodes["slow"].packets_in
+    assert [r.frame_id for r in results] == list(range(len(results)))
+
+
+def test_growing_packets_grow_the_ring():
+    g = Graph("grow")
+    src = source(g, frames=12)
+    gr = g.add("test.proc.grow", id="gr", value=src.frame)
+    g.add("passthrough", id="p", value=gr.out)
+    results = collect(g, "process", max_in_flight=3)
+    assert results_equal(collect(g, "inline"), results)
+    assert results[-1]["p.out"].blob.nbytes == 5000 * 144
+
+
+def test_slots_come_back_only_when_every_reader_is_done():
+    g = Graph("readers")
+    src = source(g, frames=20)
+    h = g.add("test.proc.scale", id="h", frame=src.frame)
+    slow = g.add("delay", id="slow", value=h.out, ms=4.0)
+    fast = g.add("passthrough", id="fast", value=h.out)
+    g.add("test.proc.join", id="j", a=slow.out, b=fast.out)
+    g.add("test.proc.join", id="k", a=src.frame, b=h.out)
+    assert results_equal(collect(g, "inline"), collect(g, "process", max_in_flight=6))
+
+
+def test_caller_stops_early():
+    g = Graph("early")
+    src = source(g, frames=200)
+    g.add("delay", id="d", value=src.frame, ms=2.0)
+    run = facegraph.run(g, executor="process")
+    for i, _ in enumerate(run):
+        if i == 3:
+            break
+    del run  # closes the generator: the finally of the executor stops everything
+
+
+def test_control_socket_answers():
+    import zmq
+
+    from facegraph._process._wire import unpack
+
+    g = Graph("ctl")
+    src = source(g, frames=40)
+    g.add("delay", id="d", value=src.frame, ms=5.0)
+    run = facegraph.run(g, executor="process")
+    it = iter(run)
+    next(it)
+    address = run.options.extra["control"]
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(address)
+    sock.send(b"stats")
+    for _ in range(200):  # the supervisor answers while the caller iterates
+        if sock.poll(0):
+            break
+        next(it, None)
+    reply = unpack(sock.recv(zmq.NOBLOCK))[0]
+    sock.close()
+    assert "frames_out" in reply and "nodes" in reply
+    list(it)

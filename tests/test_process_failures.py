@@ -1,0 +1,141 @@
+"""The supervisor ends a run cleanly on a failing node, a killed worker, Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+import facegraph
+from facegraph import ANY, Graph, Input, Node, NodeFailure, Output, register
+from facegraph._process import leftover_segments, segments_left_by_this_process
+
+
+def children() -> list[psutil.Process]:
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(proc.cmdline()):
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind():
+    yield
+    assert segments_left_by_this_process() == []
+    assert psutil.wait_procs(children(), timeout=3)[1] == []
+
+
+def slow_graph(frames: int = 300) -> Graph:
+    g = Graph("slow")
+    src = g.add("synthetic", id="src", frames_total=frames, width=64, height=48)
+    d = g.add("delay", id="victim", value=src.frame, ms=5.0)
+    g.add("passthrough", id="after", value=d.out)
+    return g
+
+
+def test_exception_in_a_node_names_it(tmp_path):
+    g = Graph("fails")
+    src = g.add("synthetic", id="src", frames_total=30, width=64, height=48)
+    g.add("delay", id="boom", value=src.frame, ms=0.0, fail_at=5)
+    run = facegraph.run(g, executor="process")
+    seen = []
+    with pytest.raises(NodeFailure) as info:
+        for result in run:
+            seen.append(result.frame_id)
+    err = info.value
+    assert err.node == "boom" and err.frame_id == 5
+    assert "delay node asked to fail at frame 5" in err.cause
+    assert "RuntimeError" in err.traceback
+    assert seen == list(range(5))
+    assert run.stats.nodes["boom"].packets_in == 6
+
+
+@register("test.proc.unopenable")
+class Unopenable(Node):
+    value = Input(ANY)
+    out = Output(ANY)
+
+    def open(self) -> None:
+        raise FileNotFoundError("no such model: missing.onnx")
+
+    def process(self, value: Any) -> dict[str, Any]:
+        return {"out": value.fields}
+
+
+def test_open_failure_is_reported_before_any_frame():
+    g = Graph("unopenable")
+    src = g.add("synthetic", id="src", frames_total=5, width=64, height=48)
+    g.add("test.proc.unopenable", id="model", value=src.frame)
+    with pytest.raises(NodeFailure) as info:
+        list(facegraph.run(g, executor="process"))
+    assert info.value.node == "model"
+    assert "could not open" in info.value.cause and "missing.onnx" in info.value.cause
+
+
+def test_sigkill_of_a_worker_ends_the_run():
+    run = facegraph.run(slow_graph(), executor="process")
+    it = iter(run)
+    for _ in range(3):
+        next(it)
+    pid = run.options.extra["workers"]["victim"]
+    start = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(NodeFailure) as info:
+        for _ in it:
+            pass
+    elapsed = time.monotonic() - start
+    assert info.value.node == "victim"
+    assert info.value.cause == "worker died by signal SIGKILL"
+    print(f"run ended {elapsed:.2f} s after SIGKILL")
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+GRAPH_YAML = """\
+name: interrupted
+nodes:
+  src: {type: synthetic, params: {frames_total: 100000, width: 64, height: 48, realtime: true, fps: 100}}
+  slow: {type: delay, inputs: {value: src.frame}, params: {ms: 2}}
+  last: {type: passthrough, inputs: {value: slow.out}}
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_interrupting_facegraph_run(tmp_path: Path, sig: int):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(GRAPH_YAML)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "facegraph", "run", str(graph), "--output", str(tmp_path / "out"), "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        parent = psutil.Process(proc.pid)
+        workers: list[psutil.Process] = []
+        ours: set[str] = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None and not ours:
+            time.sleep(0.2)
+            workers = [c for c in parent.children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
+            ours = {Path(m.path).name for w in workers for m in w.memory_maps() if m.path.startswith("/dev/shm/fg")}
+        assert len(workers) >= 3 and ours, "frames flow through rings"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert psutil.wait_procs(workers, timeout=3)[1] == []
+    assert ours.isdisjoint(leftover_segments())

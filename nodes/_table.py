@@ -37,7 +37,7 @@ class Schema:
     identity: bool = False
     probs: list[str] = field(default_factory=list)
     emb_dim: int | None = None
-    extra: list[str] = field(default_factory=list)  # constant columns asked for by the sink's `columns`
+    extra: list[str] = field(default_factory=list)  # constant columns asked for by the sink's `constants`
     frozen: bool = False
 
     def observe(self, packets: dict[str, Packet | None]) -> None:
@@ -179,7 +179,7 @@ class ResultSink(Node):
     embeddings = Input(EMBEDDINGS, optional=True)
     identities = Input(IDENTITIES, optional=True)
     probs = Input(PROBS, optional=True)
-    columns = Param(
+    constants = Param(
         dict,
         {},
         doc="constant columns added to every row, e.g. {session: '{source}', label: happy}; "
@@ -187,7 +187,7 @@ class ResultSink(Node):
     )
 
     def open(self) -> None:
-        self.schema = Schema(extra=[str(k) for k in self.columns])
+        self.schema = Schema(extra=[str(k) for k in self.constants])
         self.open_output()
 
     def open_output(self) -> None:
@@ -197,9 +197,9 @@ class ResultSink(Node):
         faces = packets["faces"]
         self.schema.observe(packets)
         records = face_records(faces.frame_id, packets)
-        if self.columns:
+        if self.constants:
             stem = Path(str(faces.source)).stem
-            extra = {str(k): str(v).replace("{source}", stem) for k, v in self.columns.items()}
+            extra = {str(k): str(v).replace("{source}", stem) for k, v in self.constants.items()}
             for rec in records:
                 rec.update(extra)
         self.write_frame(faces, packets, records)

@@ -7,11 +7,21 @@ predicted box; detections left over are matched greedily by centre distance (a
 fast-moving face can leave its old box entirely), the rest start new tracks. A
 track that finds no detection survives ``max_age`` frames before its id retires,
 so a face hidden for a moment (a hand, a blink of the detector) keeps its id.
+
+``FaceTracks`` is the identity book of the ``landmarks`` node, which follows every face from
+its own previous-frame landmarks and so knows where each face is *now*, even when the
+detector runs only every N frames. On a detection frame it matches detections in two stages:
+first against the faces followed on the previous frame (Hungarian on IoU, centre shift and
+size ratio, gated), then what is left against faces lost recently (kept ``max_age`` frames
+for re-identification: a gate on the shift that widens with the time lost, and an HSV
+histogram of the face as a cheap appearance cue), so a face that turns away and comes back
+gets its old id rather than a new one. The detector's own track id is only a hint (a small
+bonus when it agrees with the last match).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -104,3 +114,177 @@ class IoUTracker:
         shift = np.linalg.norm(pc[:, None] - dc[None], axis=2) / size[:, None]
         pairs = _assign(-shift, -self.max_center_shift)
         return [(tracks[r], dets[c]) for r, c in pairs]
+
+
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, :2] + boxes[:, 2:]) / 2
+
+
+def _sizes(boxes: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 1e-6, None), axis=1))
+
+
+def hsv_histogram(image: np.ndarray, box: np.ndarray, bins: tuple[int, int] = (16, 8)) -> np.ndarray | None:
+    """Hue-saturation histogram (sums to 1) of the centre of a face box in a BGR image; None when the
+    box lies outside the image. Cheap (~0.1 ms) and tolerant of pose and brightness changes."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    w, h = x2 - x1, y2 - y1
+    c0, r0 = int(max(0.0, x1 + 0.15 * w)), int(max(0.0, y1 + 0.1 * h))
+    c1, r1 = int(min(image.shape[1], x2 - 0.15 * w)), int(min(image.shape[0], y2))
+    if c1 - c0 < 2 or r1 - r0 < 2:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[r0:r1, c0:c1]), cv2.COLOR_BGR2HSV)
+    hist = cv2.calcHist([hsv], [0, 1], None, list(bins), [0, 180, 0, 256]).ravel()
+    return (hist / max(float(hist.sum()), 1.0)).astype(np.float32)
+
+
+def hist_distance(a: np.ndarray | None, b: np.ndarray | None) -> float:
+    """Bhattacharyya distance of two normalised histograms (0 same, 1 disjoint); 0.5 when one is unknown."""
+    if a is None or b is None:
+        return 0.5
+    return float(np.sqrt(max(0.0, 1.0 - float(np.sum(np.sqrt(a * b))))))
+
+
+@dataclass
+class FaceTrack:
+    """One face's identity: where it was last seen, how it moves, what it looks like."""
+
+    track_id: int
+    box: np.ndarray  # x1, y1, x2, y2 at frame ``frame`` (the landmarks' extent, or the seeding detection)
+    frame: int
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(2))  # centre px per frame
+    lost: bool = False  # following failed: kept for re-identification only
+    det_id: int = -1  # the detector's id at the last match
+    appearance: np.ndarray | None = None
+    hits: int = 1  # detections matched
+
+    def predict(self, frame: int, horizon: int) -> np.ndarray:
+        """The box moved on by its velocity, at most ``horizon`` frames ahead (old velocities lie)."""
+        step = self.velocity * float(min(max(0, frame - self.frame), horizon))
+        return self.box + np.concatenate([step, step])
+
+
+class FaceTracks:
+    """Identities of faces followed frame to frame and re-found on detection frames (see the module doc).
+
+    ``associate`` (detection frames) gives each detection an id; ``follow`` / ``lose`` report
+    what the follower saw on each frame. Ids are the detector's where it is free, else new.
+    """
+
+    def __init__(
+        self,
+        max_age: int = 60,
+        max_shift: float = 1.0,
+        reid_speed: float = 0.35,
+        reid_shift: float = 3.0,
+        max_size_ratio: float = 2.0,
+        max_appearance: float = 0.65,
+    ) -> None:
+        self.max_age = max_age
+        self.max_shift = max_shift  # followed faces: centre shift gate, in face sizes
+        self.reid_speed = reid_speed  # lost faces: the gate widens this much per frame lost...
+        self.reid_shift = reid_shift  # ...up to this many face sizes
+        self.max_log_ratio = float(np.log(max_size_ratio))
+        self.max_appearance = max_appearance
+        self.tracks: list[FaceTrack] = []
+        self._used: set[int] = set()
+        self._next = 0
+
+    def get(self, track_id: int) -> FaceTrack | None:
+        return next((t for t in self.tracks if t.track_id == track_id), None)
+
+    def active(self) -> list[FaceTrack]:
+        return [t for t in self.tracks if not t.lost]
+
+    def associate(
+        self,
+        boxes: np.ndarray,
+        frame: int,
+        det_ids: np.ndarray | None = None,
+        appearance: list[np.ndarray | None] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Ids for the detections of ``frame`` and whether each continues a face followed until the
+        previous frame (False: re-identified or new). Matched lost faces become active again."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        n = len(boxes)
+        det_ids = np.full(n, -1) if det_ids is None else np.asarray(det_ids).reshape(n)
+        appearance = appearance if appearance is not None else [None] * n
+        self.tracks = [t for t in self.tracks if not (t.lost and frame - t.frame > self.max_age)]
+        ids = np.full(n, -1, np.int32)
+        followed = np.zeros(n, bool)
+        active = self.active()
+        for r, c in self._match(active, boxes, frame, det_ids, appearance, reid=False):
+            self._hit(active[r], boxes[c], frame, int(det_ids[c]), appearance[c], reseed=False)
+            ids[c], followed[c] = active[r].track_id, True
+        left = [int(c) for c in np.nonzero(ids < 0)[0]]
+        taken = set(ids[ids >= 0].tolist())
+        spare = [t for t in self.tracks if t.track_id not in taken]
+        pairs = self._match(spare, boxes[left], frame, det_ids[left], [appearance[c] for c in left], reid=True)
+        for r, j in pairs:
+            c = left[j]
+            self._hit(spare[r], boxes[c], frame, int(det_ids[c]), appearance[c], reseed=True)
+            ids[c] = spare[r].track_id
+        for c in np.nonzero(ids < 0)[0]:
+            ids[c] = self._new(boxes[c], frame, int(det_ids[c]), appearance[c])
+        return ids, followed
+
+    def follow(self, track_id: int, box: np.ndarray, frame: int) -> None:
+        """The follower found the face at ``box`` on ``frame``."""
+        track = self.get(track_id)
+        if track is None:
+            return
+        box = np.asarray(box, np.float64)
+        if frame > track.frame and not track.lost:
+            change = (_centres(box[None]) - _centres(track.box[None]))[0] / (frame - track.frame)
+            track.velocity = 0.5 * track.velocity + 0.5 * change
+        track.box, track.frame, track.lost = box.copy(), frame, False
+
+    def lose(self, track_id: int) -> None:
+        """The follower lost the face: keep its id for re-identification, ``max_age`` frames from when
+        it was last seen."""
+        track = self.get(track_id)
+        if track is not None and not track.lost:
+            track.lost = True
+
+    def _hit(self, track: FaceTrack, box: np.ndarray, frame: int, det_id: int, appearance, reseed: bool) -> None:
+        if reseed:  # a face re-found far from where it was lost: restart its motion there
+            track.box, track.frame, track.velocity = box.copy(), frame, np.zeros(2)
+        track.lost = False
+        track.det_id = det_id
+        track.hits += 1
+        if appearance is not None:
+            old = track.appearance
+            track.appearance = appearance if old is None else 0.7 * old + 0.3 * appearance
+
+    def _new(self, box: np.ndarray, frame: int, det_id: int, appearance) -> int:
+        tid = det_id if det_id >= 0 and det_id not in self._used else self._next
+        while tid in self._used:
+            tid += 1
+        self._used.add(tid)
+        self._next = max(self._next, tid + 1)
+        self.tracks.append(FaceTrack(tid, box.copy(), frame, det_id=det_id, appearance=appearance))
+        return tid
+
+    def _match(self, tracks: list[FaceTrack], boxes: np.ndarray, frame: int, det_ids: np.ndarray,
+               appearance: list, reid: bool) -> list[tuple[int, int]]:
+        """Hungarian pairs (track row, detection col) on a gated cost (lower is better)."""
+        if not tracks or not len(boxes):
+            return []
+        predicted = np.stack([t.predict(frame, 3 if reid else 1) for t in tracks])
+        size = _sizes(predicted)
+        shift = np.linalg.norm(_centres(predicted)[:, None] - _centres(boxes)[None], axis=2) / size[:, None]
+        log_ratio = np.abs(np.log(_sizes(boxes)[None] / size[:, None]))
+        hint = np.array([[t.det_id >= 0 and t.det_id == d for d in det_ids.tolist()] for t in tracks])
+        if reid:
+            age = np.array([max(1, frame - t.frame) for t in tracks], np.float64)
+            gate = np.minimum(self.max_shift + self.reid_speed * age, self.reid_shift)[:, None]
+            look = np.array([[hist_distance(t.appearance, a) for a in appearance] for t in tracks])
+            ok = (shift <= gate) & (log_ratio <= self.max_log_ratio) & (look <= self.max_appearance)
+            cost = shift / gate + log_ratio + look - 0.25 * hint
+        else:
+            iou = iou_matrix(predicted, boxes)
+            ok = ((iou >= 0.1) | (shift <= self.max_shift)) & (log_ratio <= self.max_log_ratio)
+            cost = (1.0 - iou) + shift + log_ratio - 0.25 * hint
+        return _assign(np.where(ok, -cost, -1e6), -1e5)

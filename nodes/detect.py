@@ -15,7 +15,10 @@ detection unchanged (the very same arrays: that is how a ``landmarks`` node down
 tells a stale box from a fresh one). It is the ``landmarks`` node that follows each face
 between detections, from its own previous-frame landmarks, as MediaPipe's face mesh does;
 so there is no cycle in the graph, and consumers that need per-frame boxes use
-``landmarks.faces``, not ``detect.faces``.
+``landmarks.faces``, not ``detect.faces``. ``landmarks`` also keeps the identities then: it
+matches each fresh detection to the faces it followed up to the previous frame and to faces
+lost recently, taking this node's ``track_id`` as a hint only, so ids stay put even when a
+face moves far between two sparse detections.
 """
 
 from __future__ import annotations

@@ -10,21 +10,26 @@ Backends:
     in 0..1 of the crop). For 68-point models ``landmarks68`` is ``landmarks``; other point
     counts emit no ``landmarks68``.
 
-Following faces between detections (no graph cycle): this node keeps per-track state. A face
-whose track it followed on the previous frame is cropped from the ROI of its own previous
-landmarks (as MediaPipe's face mesh does), not from the detector's box; a new track, or a fresh
-detection that disagrees with the followed face (IoU < 0.3), starts from the detection's
-keypoints. ``detect`` with ``detect_every: N`` repeats its last output (the same arrays) on the
-frames it skips, which is how a repeated box is told from a fresh one. A face whose FaceMesh
-presence score falls below ``min_score`` is lost: it is dropped from the outputs until a fresh
-detection of its track arrives. Output ``faces`` carries boxes from the landmarks' extent,
-ArcFace keypoints from the landmarks, the landmark score and the same track ids: downstream
-nodes should use ``landmarks.faces`` rather than ``detect.faces``.
+Following faces between detections (no graph cycle): this node keeps the faces' identities
+(``_tracking.FaceTracks``). A face it followed on the previous frame is cropped from the ROI of
+its own previous landmarks (as MediaPipe's face mesh does), not from the detector's box. On a
+frame with a fresh detection (``detect`` with ``detect_every: N`` repeats its last output on the
+frames it skips, which is how a repeated box is told from a fresh one), detections are matched
+to the followed faces' landmark boxes of the previous frame (the most current positions; the
+detector's own id is only a hint), then to faces lost in the last ``track_max_age`` frames
+(position gate that widens with the time lost, HSV histogram of the face), so a face that turns
+away and comes back keeps its id; the rest are new faces. A detection that disagrees with the
+followed face (IoU < 0.3), a new or re-found face, and a followed face whose landmarks fail while
+the detector sees it, start from the detection's keypoints. A face whose FaceMesh presence score
+falls below ``min_score`` is lost: it is dropped from the outputs until a fresh detection finds it
+again; two followed faces that land on the same face (IoU > 0.5) keep one id. Output ``faces``
+carries boxes from the landmarks' extent, ArcFace keypoints from the landmarks, the landmark
+score and the track ids: downstream nodes should use ``landmarks.faces`` rather than
+``detect.faces``. Without ``track_id`` in its input the node follows nothing and emits no ids.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +38,7 @@ from facegraph import FACES, FRAME, LANDMARKS, Input, Node, Output, Param, Param
 
 from . import _facemesh as fm
 from ._nms import iou_matrix
+from ._tracking import FaceTracks, hsv_histogram
 
 PFLD_DEFAULTS = {
     "input_size": 112,
@@ -42,13 +48,6 @@ PFLD_DEFAULTS = {
     "output_range": [0.0, 1.0],
     "crop_scale": 1.0,
 }
-
-
-@dataclass
-class _TrackState:
-    given_box: np.ndarray  # the detector's box the last time this track was seen
-    roi: fm.Roi | None  # from this frame's landmarks, for the next frame; None when lost
-    box: np.ndarray | None  # landmarks' extent
 
 
 @register("landmarks")
@@ -67,6 +66,7 @@ class Landmarks(Node):
     scale = Param(float, None, ge=0.5, le=4.0, doc="crop side / face size; default 1.5 facemesh, metadata/1.0 onnx")
     roll = Param(bool, True, doc="rotate crops by the eye line (roll-aware ROI)")
     providers = Param(str, "auto", doc="ONNX Runtime providers for the onnx backend")
+    track_max_age = Param(int, 60, ge=0, doc="frames a lost face keeps its id for re-identification")
 
     threads = 2
 
@@ -80,8 +80,10 @@ class Landmarks(Node):
         import cv2
 
         cv2.setNumThreads(max(1, self.context.threads))
-        self._tracks: dict[int, _TrackState] = {}
-        self._alias: dict[int, int] = {}  # detector's track id → the id this node keeps for that face
+        self._book = FaceTracks(max_age=self.track_max_age)
+        self._rois: dict[int, fm.Roi] = {}  # followed faces: where to crop them on the next frame
+        self._given: tuple[np.ndarray, np.ndarray] | None = None  # the last detection (boxes, ids)
+        self._count = 0
         if self.backend == "facemesh":
             from ._tflite import TfliteModel, mediapipe_model
 
@@ -124,99 +126,106 @@ class Landmarks(Node):
         return points, np.ones(n, np.float32)
 
     def process(self, frame: Any, faces: Any) -> dict[str, dict[str, Any]]:
+        image = frame.image
+        index = self._count
+        self._count += 1
+        boxes = np.asarray(faces.boxes, np.float32).reshape(-1, 4)
+        kps = np.asarray(faces.kps, np.float32).reshape(-1, 5, 2)
+        det_ids = faces.get("track_id")
+        if det_ids is None:  # no identities: landmarks of this frame's detections, nothing followed
+            rois = [fm.roi_from_kps(kps[i], boxes[i], self._scale) for i in range(len(boxes))]
+            rows = [(r[0], r[1], -1, r[2], r[3]) for r in self._landmarks(image, rois) if r is not None]
+            return self._outputs(*(list(v) for v in zip(*rows, strict=True)) if rows else ([],) * 5, False)
+        det_ids = np.asarray(det_ids, np.int64).reshape(-1)
+        fresh = self._given is None or not (
+            np.array_equal(self._given[0], boxes) and np.array_equal(self._given[1], det_ids)
+        )
+        seeds = self._on_detection(image, boxes, kps, det_ids, index) if fresh else {}
+        tracks = self._book.active()
+        rois = [self._rois.get(t.track_id) or seeds[t.track_id] for t in tracks]
+        found = self._landmarks(image, rois)
+        retry = [k for k, t in enumerate(tracks) if found[k] is None and t.track_id in seeds
+                 and t.track_id in self._rois]  # following failed, the detector sees it: start from there
+        for k, row in zip(retry, self._landmarks(image, [seeds[tracks[k].track_id] for k in retry]), strict=True):
+            found[k] = row
+        found = self._drop_duplicates(tracks, found, seeds)
+        out = []
+        for track, row in zip(tracks, found, strict=True):
+            if row is None:
+                self._book.lose(track.track_id)
+                self._rois.pop(track.track_id, None)
+                continue
+            pts, score, box, kp5 = row
+            self._book.follow(track.track_id, box, index)
+            self._rois[track.track_id] = fm.roi_from_points(pts, *self._corners, scale=self._scale)
+            out.append((pts, score, track.track_id, box, kp5))
+        return self._outputs(*(list(v) for v in zip(*out, strict=True)) if out else ([],) * 5, True)
+
+    def _on_detection(self, image: np.ndarray, boxes: np.ndarray, kps: np.ndarray, det_ids: np.ndarray,
+                      index: int) -> dict[int, fm.Roi]:
+        """Give this frame's detections their ids; the ROI from each detection, by id. A face whose
+        followed ROI no longer agrees with its detection (or that was not followed) restarts from it."""
+        self._given = (boxes.copy(), det_ids.copy())
+        looks = [hsv_histogram(image, b) for b in boxes]
+        ids, followed = self._book.associate(boxes, index, det_ids, looks)
+        seeds: dict[int, fm.Roi] = {}
+        for i, tid in enumerate(ids.tolist()):
+            track = self._book.get(tid)
+            moved = not followed[i] or iou_matrix(track.box[None], boxes[i][None])[0, 0] < 0.3
+            if self.backend != "facemesh" or moved:
+                self._rois.pop(tid, None)
+            seeds[tid] = fm.roi_from_kps(kps[i], boxes[i], self._scale)
+        if self.backend != "facemesh":  # no presence score: a face the detector no longer sees is gone
+            for track in self._book.active():
+                if track.track_id not in seeds:
+                    self._book.lose(track.track_id)
+                    self._rois.pop(track.track_id, None)
+        return seeds
+
+    def _landmarks(self, image: np.ndarray, rois: list[fm.Roi]) -> list[tuple | None]:
+        """Per ROI (points, score, box, 5 keypoints) in frame pixels, or None when the face is not there."""
         import cv2
 
-        image = frame.image
-        boxes, kps = faces.boxes, faces.kps
-        ids = faces.get("track_id")
-        if ids is not None:
-            ids = self._associate(np.asarray(ids, np.int64), boxes)
-        rois, keep_rows = [], []
-        for i in range(len(boxes)):
-            roi = self._roi_for(int(ids[i]) if ids is not None else None, boxes[i], kps[i])
-            if roi is not None:
-                rois.append(roi if self.roll else roi._replace(angle=0.0))
-                keep_rows.append(i)
+        if not rois:
+            return []
+        rois = [r if self.roll else r._replace(angle=0.0) for r in rois]
         matrices = [fm.crop_matrix(r, self._size) for r in rois]
-        crops = (
-            np.stack(
-                [
-                    cv2.warpAffine(
-                        image, m, (self._size, self._size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
-                    )
-                    for m in matrices
-                ]
-            )
-            if rois
-            else np.zeros((0, self._size, self._size, 3), np.uint8)
-        )
-        points, scores = self._run(crops) if rois else (None, np.zeros(0, np.float32))
-        out_pts, out_scores, out_ids, out_boxes, out_kps = [], [], [], [], []
-        seen = set()
-        for j, row in enumerate(keep_rows):
-            tid = int(ids[row]) if ids is not None else None
-            pts = fm.to_frame(points[j], matrices[j]).astype(np.float32)
-            ok = self.backend != "facemesh" or scores[j] >= self.min_score
+        crops = np.stack([
+            cv2.warpAffine(image, m, (self._size, self._size), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT)
+            for m in matrices
+        ])
+        points, scores = self._run(crops)
+        rows: list[tuple | None] = []
+        for j, m in enumerate(matrices):
+            if self.backend == "facemesh" and scores[j] < self.min_score:
+                rows.append(None)
+                continue
+            pts = fm.to_frame(points[j], m).astype(np.float32)
             box = np.concatenate([pts[:, :2].min(0), pts[:, :2].max(0)]).astype(np.float32)
-            if tid is not None:
-                seen.add(tid)
-                roi = fm.roi_from_points(pts, *self._corners, scale=self._scale) if ok else None
-                last = self._tracks.get(tid)
-                kept = box if ok else (last.box if last is not None else None)  # lost: remember where
-                self._tracks[tid] = _TrackState(np.array(boxes[row], np.float32), roi, kept)
-            if not ok:
-                continue
-            out_pts.append(pts)
-            out_scores.append(scores[j])
-            out_ids.append(tid if tid is not None else -1)
-            out_boxes.append(box)
-            out_kps.append(
-                fm.mesh_kps(pts)
-                if pts.shape[0] == 468
-                else fm.ibug_kps(pts)
-                if pts.shape[0] == 68
-                else _kps_from_box(box)
-            )
-        current = set() if ids is None else set(ids.tolist())
-        for tid in list(self._tracks):
-            if tid not in seen and tid not in current:
-                del self._tracks[tid]
-        return self._outputs(out_pts, out_scores, out_ids, out_boxes, out_kps, ids is not None)
+            k = pts.shape[0]
+            kp5 = fm.mesh_kps(pts) if k == 468 else fm.ibug_kps(pts) if k == 68 else _kps_from_box(box)
+            rows.append((pts, float(scores[j]), box, kp5))
+        return rows
 
-    def _associate(self, det_ids: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        """Map the detector's ids onto this node's ids. A detection with an id new to this node that
-        overlaps a face this node follows or lost last (IoU ≥ 0.3 with its last landmark box, or centres
-        closer than the face's size) continues
-        that face's id: between sparse detections (``detect_every``) a fast face can move off its old
-        box, so the detector's tracker starts a new id, while this node followed it frame by frame."""
-        incoming = set(det_ids.tolist())
-        self._alias = {d: o for d, o in self._alias.items() if d in incoming}
-        claimed = {self._alias.get(d, d) for d in incoming if d in self._alias or d in self._tracks}
-        out = det_ids.copy()
-        for i, d in enumerate(det_ids.tolist()):
-            if d in self._alias or d in self._tracks:
-                out[i] = self._alias.get(d, d)
-                continue
-            followed = [t for t, st in self._tracks.items() if st.box is not None and t not in claimed]
-            best = _closest(np.stack([self._tracks[t].box for t in followed]), boxes[i]) if followed else None
-            if best is not None:
-                self._alias[d] = followed[best]
-                claimed.add(followed[best])
-                out[i] = followed[best]
-        return out
-
-    def _roi_for(self, tid: int | None, box: np.ndarray, kps: np.ndarray) -> fm.Roi | None:
-        """Where to crop this face: its own last landmarks when followed, else the detection; None when lost."""
-        from_detection = fm.roi_from_kps(kps, box, self._scale)
-        state = self._tracks.get(tid) if tid is not None else None
-        if state is None:
-            return from_detection
-        fresh = not np.array_equal(state.given_box, box)
-        if state.roi is None or state.box is None:  # lost: wait for a fresh detection
-            return from_detection if fresh else None
-        if fresh and (self.backend != "facemesh" or iou_matrix(state.box[None], box[None])[0, 0] < 0.3):
-            return from_detection
-        return state.roi
+    def _drop_duplicates(self, tracks: list, found: list, seeds: dict) -> list:
+        """Two followed faces that landed on the same face (IoU > 0.5): keep the one the detector saw
+        on this frame, else the one matched to more detections; the other is lost."""
+        alive = [k for k, row in enumerate(found) if row is not None]
+        if len(alive) < 2:
+            return found
+        overlap = iou_matrix(np.stack([found[k][2] for k in alive]), np.stack([found[k][2] for k in alive]))
+        found = list(found)
+        for a in range(len(alive)):
+            for b in range(a + 1, len(alive)):
+                ka, kb = alive[a], alive[b]
+                if overlap[a, b] <= 0.5 or found[ka] is None or found[kb] is None:
+                    continue
+                ta, tb = tracks[ka], tracks[kb]
+                rank_a = (ta.track_id in seeds, ta.hits, -ta.track_id)
+                rank_b = (tb.track_id in seeds, tb.hits, -tb.track_id)
+                found[kb if rank_a >= rank_b else ka] = None
+        return found
 
     def _outputs(self, pts, scores, ids, boxes, kps, with_ids: bool) -> dict[str, dict[str, Any]]:
         k = 468 if self.backend == "facemesh" else None
@@ -252,20 +261,6 @@ class Landmarks(Node):
     def close(self) -> None:
         self._tflite = None
         self._onnx = None
-
-
-def _closest(candidates: np.ndarray, box: np.ndarray) -> int | None:
-    """Index of the candidate box that is the same face as ``box``: best IoU ≥ 0.3, else the nearest
-    centre within one face size; None when none qualifies."""
-    overlap = iou_matrix(candidates, box[None])[:, 0]
-    best = int(np.argmax(overlap))
-    if overlap[best] >= 0.3:
-        return best
-    centres = (candidates[:, :2] + candidates[:, 2:]) / 2
-    size = np.sqrt(np.prod(np.clip(candidates[:, 2:] - candidates[:, :2], 1e-6, None), axis=1))
-    shift = np.linalg.norm(centres - (box[:2] + box[2:]) / 2, axis=1) / size
-    best = int(np.argmin(shift))
-    return best if shift[best] < 1.0 else None
 
 
 def _kps_from_box(box: np.ndarray) -> np.ndarray:

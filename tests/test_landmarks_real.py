@@ -110,6 +110,21 @@ def test_lost_face_is_dropped_until_a_fresh_detection():
     assert out[2]["faces"]["track_id"].tolist() == [7]
 
 
+def test_ids_are_kept_when_the_detector_renames_a_followed_face():
+    """The detector's track id is a hint: a face this node follows keeps its id when a fresh detection
+    of it comes with another id; two detections on the same face keep one id."""
+    blank = np.zeros((240, 320, 3), np.uint8)
+    kps = np.array([[[130, 95], [170, 95], [150, 115], [135, 135], [165, 135]]], np.float32)
+    faces = {"boxes": np.array([[100, 60, 200, 160]], np.float32), "scores": np.ones(1, np.float32),
+             "kps": kps, "track_id": np.array([7], np.int32)}
+    renamed = {**faces, "boxes": faces["boxes"] + 2, "kps": kps + 2, "track_id": np.array([9], np.int32)}
+    twice = {"boxes": np.concatenate([faces["boxes"], faces["boxes"] + 3]), "scores": np.ones(2, np.float32),
+             "kps": np.concatenate([kps, kps + 3]), "track_id": np.array([9, 12], np.int32)}
+    frames = [{"frame": {"image": blank}, "faces": f} for f in (faces, faces, renamed, twice)]
+    out = run_node_frames(Landmarks(min_score=0.0), frames)
+    assert [o["faces"]["track_id"].tolist() for o in out] == [[7], [7], [7], [7]]
+
+
 def test_onnx_backend_needs_a_model():
     with pytest.raises(ParamError, match="model"):
         Landmarks(backend="onnx")

@@ -436,7 +436,7 @@ def test_parquet_constant_columns_for_session_and_label(tmp_path):
     from facegraph.testing import run_node
 
     node = ParquetSink("out", RunContext(output_dir=tmp_path), path="e.parquet",
-                       columns={"session": "{source}", "label": "happy"})
+                       constants={"session": "{source}", "label": "happy"})
     faces = {"boxes": np.zeros((2, 4), np.float32), "scores": np.ones(2, np.float32),
              "kps": np.zeros((2, 5, 2), np.float32)}
     run_node(node, {"faces": faces, "embeddings": {"vec": np.ones((2, 8), np.float32)}}, source="/data/clip01.mp4")

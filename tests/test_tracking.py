@@ -1,9 +1,11 @@
-"""The IoU tracker on synthetic boxes: ids persist, new faces get new ids, gaps and fast motion."""
+"""The IoU tracker and the landmarks node's identity book (FaceTracks) on synthetic boxes: ids persist,
+new faces get new ids, gaps, fast motion, re-identification of lost faces."""
 
 from __future__ import annotations
 
 import numpy as np
-from facegraph.nodes._tracking import IoUTracker
+import pytest
+from facegraph.nodes._tracking import FaceTracks, IoUTracker, hist_distance, hsv_histogram
 
 
 def _box(x, y, s=50):
@@ -48,3 +50,81 @@ def test_crossing_faces_do_not_swap():
     for t in range(40):
         ids.append(tr.update(np.array([_box(10 * t, 0), _box(400 - 10 * t, 120)]), t).tolist())
     assert all(i == [0, 1] for i in ids)
+
+
+# --- FaceTracks: the landmarks node's identity book -------------------------------------------
+
+def _b(x, y, s=50):
+    return np.array([x, y, x + s, y + s], float)
+
+
+def _run(book, frame, boxes, det_ids=None, looks=None, follow=True):
+    ids, followed = book.associate(np.array(boxes).reshape(-1, 4), frame, det_ids, looks)
+    if follow:
+        for tid, box in zip(ids.tolist(), boxes, strict=True):
+            book.follow(tid, box, frame)
+    return ids.tolist(), followed.tolist()
+
+
+def test_facetracks_keep_followed_ids_whatever_the_detector_says():
+    book = FaceTracks()
+    assert _run(book, 0, [_b(0, 0), _b(200, 0)], np.array([3, 8])) == ([3, 8], [False, False])
+    # followed frame by frame; the next detection, 5 frames later, comes with new detector ids
+    for f in range(1, 5):
+        book.follow(3, _b(10 * f, 0), f)
+        book.follow(8, _b(200 - 10 * f, 0), f)
+    ids, followed = _run(book, 5, [_b(150, 1), _b(50, 2)], np.array([11, 12]))
+    assert ids == [8, 3] and followed == [True, True]
+
+
+def test_facetracks_gate_on_size_and_distance():
+    book = FaceTracks()
+    _run(book, 0, [_b(0, 0)])
+    assert _run(book, 1, [_b(300, 300)])[0] == [1]  # far away: another face
+    assert _run(book, 2, [_b(2, 0, 150)])[0] == [2]  # three times the size: another face
+
+
+def test_facetracks_reidentify_a_lost_face_nearby_not_far_away():
+    book = FaceTracks(max_age=30)
+    _run(book, 0, [_b(100, 100), _b(400, 100)], np.array([0, 1]))
+    book.lose(0)
+    # 8 frames later the face is back 80 px (1.6 sizes) away, with a fresh detector id
+    ids, followed = _run(book, 8, [_b(180, 110), _b(400, 100)], np.array([5, 1]))
+    assert ids == [0, 1] and followed == [False, True]
+    book.lose(0)
+    assert _run(book, 9, [_b(100, 400)], np.array([6]))[0] == [6]  # 6 sizes after 1 frame: new
+    book.lose(6)
+    assert _run(book, 60, [_b(180, 110)], np.array([7]))[0] == [7]  # too long ago: 0 retired
+
+
+def test_facetracks_appearance_decides_between_lost_faces():
+    red, blue, green = np.zeros(8), np.zeros(8), np.zeros(8)
+    red[0], blue[5], green[3] = 1.0, 1.0, 1.0
+    book = FaceTracks()
+    _run(book, 0, [_b(100, 100), _b(200, 100)], looks=[red, blue])
+    book.lose(0)
+    book.lose(1)
+    # both come back between their old places, swapped: the colours tell them apart
+    ids, _ = _run(book, 5, [_b(120, 100), _b(180, 100)], looks=[blue, red])
+    assert ids == [1, 0]
+    book.lose(0)
+    assert _run(book, 6, [_b(180, 100)], looks=[green])[0] == [2]  # where 0 was, but not 0's colours
+
+
+def test_facetracks_new_ids_never_reuse_an_old_one():
+    book = FaceTracks(max_age=0)
+    assert _run(book, 0, [_b(0, 0)], np.array([4]))[0] == [4]
+    book.lose(4)
+    assert _run(book, 5, [_b(300, 300), _b(0, 300)], np.array([4, 0]))[0] == [5, 0]
+
+
+def test_hsv_histogram_and_distance():
+    image = np.zeros((100, 100, 3), np.uint8)
+    image[:, :50] = (0, 0, 255)  # red left half (BGR)
+    image[:, 50:] = (255, 0, 0)  # blue right half
+    red, blue = hsv_histogram(image, _b(0, 0, 40)), hsv_histogram(image, _b(55, 0, 40))
+    assert red.sum() == pytest.approx(1.0) and blue.sum() == pytest.approx(1.0)
+    assert hist_distance(red, red) == pytest.approx(0.0, abs=1e-3)
+    assert hist_distance(red, blue) == pytest.approx(1.0, abs=1e-3)
+    assert hist_distance(red, None) == 0.5
+    assert hsv_histogram(image, _b(200, 200)) is None

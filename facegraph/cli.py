@@ -83,6 +83,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ._run import Run, RunOptions
 
     graph = load_graph(args.graph, args.source, args.set)
+    missing = graph.requirements()
+    if missing:  # a model or gallery that is not here: say so before any worker starts
+        raise UsageError("\n".join(missing))
     out_dir = output_dir_for(graph, args.output)
     context = RunContext(output_dir=out_dir, graph_name=graph.name, quiet=args.quiet)
     bar = _Progress(enabled=not args.quiet)
@@ -149,6 +152,9 @@ class _Progress:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check graphs. Errors (bad wiring, a model path that does not exist) exit 2; things the graph
+    needs that are simply not here yet (a catalogue model not fetched, a gallery) are notes, or
+    errors under ``--strict``."""
     status = 0
     for path in args.graphs:
         try:
@@ -158,13 +164,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = 2
             continue
         problems = graph.requirements()
-        if problems:
-            for line in problems:
-                print(line, file=sys.stderr)
+        errors = [p for p in problems if not _is_note(p) or args.strict]
+        notes = [p for p in problems if p not in errors]
+        for line in errors:
+            print(line, file=sys.stderr)
+        if errors:
             status = 2
             continue
         print(f"{path}: ok ({len(graph.nodes)} nodes)")
+        for line in notes:
+            print(f"  note: {line}")
     return status
+
+
+def _is_note(problem: str) -> bool:
+    return ": needs " in problem
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
@@ -227,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check graph files without running them")
     p.add_argument("graphs", nargs="+")
+    p.add_argument("--strict", action="store_true", help="models or galleries that are not here yet are errors")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("nodes", help="list node types, or describe one")

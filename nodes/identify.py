@@ -49,7 +49,7 @@ class Identify(Node):
     def requirements(cls, values: dict[str, Any]) -> list[str]:
         path = Path(values["gallery"]).expanduser()
         if not path.exists():
-            return [f"gallery '{path}' not found (a folder with one sub-folder of photos per person, or an .npz)"]
+            return [f"needs gallery '{path}' (a folder with one sub-folder of photos per person, or an .npz)"]
         if path.is_dir():
             return _catalogue.model_requirements(values["model"], "recognition model")
         return []

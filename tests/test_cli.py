@@ -104,3 +104,27 @@ def test_graph_mermaid_and_dot(tiny, capsys):
 def test_validate_ok(tiny, capsys):
     assert main(["validate", str(tiny)]) == 0
     assert "ok (2 nodes)" in capsys.readouterr().out
+
+
+NEEDS_MODEL = """\
+name: needs
+nodes:
+  cam: {type: synthetic, params: {frames_total: 3}}
+  faces: {type: detect, inputs: {frame: cam.frame}}
+  crops: {type: align, inputs: {frame: cam.frame, faces: faces.faces}}
+  emb: {type: embed, params: {model: buffalo_l/w600k_r50}, inputs: {crops: crops.crops}}
+"""
+
+
+def test_models_not_fetched_are_notes_for_validate_and_errors_for_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = tmp_path / "needs.yaml"
+    path.write_text(NEEDS_MODEL)
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "ok (4 nodes)" in out
+    assert f"note: {path}:6: node 'emb' (embed): needs model buffalo_l/w600k_r50 (facegraph models fetch" in out
+    assert main(["validate", "--strict", str(path)]) == 2
+    assert main(["run", str(path), "--quiet", "--output", str(tmp_path / "o")]) == 2
+    assert "needs model buffalo_l/w600k_r50" in capsys.readouterr().err

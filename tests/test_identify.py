@@ -74,7 +74,7 @@ def test_dimension_mismatch_is_one_clear_line(npz_gallery):
 def test_requirements(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path / "models"))
     cls = node_class("identify")
-    assert "not found" in cls.requirements(cls.check_params({"gallery": str(tmp_path / "nobody")}))[0]
+    assert "needs gallery" in cls.requirements(cls.check_params({"gallery": str(tmp_path / "nobody")}))[0]
     (tmp_path / "people").mkdir()
     problems = cls.requirements(cls.check_params({"gallery": str(tmp_path / "people")}))
     assert problems == ["needs model buffalo_l/w600k_r50 (facegraph models fetch buffalo_l)"]

@@ -8,7 +8,7 @@ worker process can rebuild any node from its type name and parameters alone.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -99,6 +99,14 @@ class RunContext:
     quiet: bool = True
     threads: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
+    #: set by the executor: ``allocator(node_id, port, shape, dtype)`` returns a writable array placed where
+    #: the port's packets travel (the process executor: a slot of the port's shared-memory ring); None: numpy
+    allocator: Callable[[str, str, tuple[int, ...], Any], Any] | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["allocator"] = None  # bound to one process's rings; never travels
+        return state
 
     def output_path(self, path: str | Path) -> Path:
         """Resolve a sink's path against the run's output folder (absolute paths stay)."""
@@ -190,6 +198,25 @@ class Node:
     @classmethod
     def is_source(cls) -> bool:
         return False
+
+    def output_array(self, port: str, shape: int | tuple[int, ...], dtype: Any = "uint8") -> Any:
+        """A new writable array for a field of output ``port``, made where that port's packets travel.
+
+        Fill it and emit it as is (the very object) in ``port``'s fields: the process
+        executor then hands it on without copying it (it already lies in the port's
+        shared-memory ring). Under the inline executor this is ``np.empty``. An array
+        that is not emitted is given back after ``process()`` (or the source's frame)
+        returns, so keep no reference to it beyond that.
+        """
+        import numpy as np
+
+        if port not in type(self).outputs:
+            raise ValueError(f"node {self.id}: no output port '{port}'; outputs: {', '.join(type(self).outputs)}")
+        shape = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
+        allocator = self.context.allocator
+        if allocator is None:
+            return np.empty(shape, dtype)
+        return allocator(self.id, port, shape, dtype)
 
     def open(self) -> None:
         """Acquire resources. Runs in the process that will call process()."""

@@ -162,7 +162,9 @@ def open_node(node: Node) -> None:
         from ._errors import FacegraphError
 
         cause = str(exc) if isinstance(exc, FacegraphError) else f"{type(exc).__name__}: {exc}"
-        raise NodeFailure(node.id, type(node).type_name, f"could not open: {cause}", traceback=traceback.format_exc()) from exc
+        raise NodeFailure(
+            node.id, type(node).type_name, f"could not open: {cause}", traceback=traceback.format_exc()
+        ) from exc
 
 
 class SourceRunner:

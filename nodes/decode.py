@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
+
 from facegraph import FRAME, Output, Param, SourceError, register
 from facegraph._node import Source
 
@@ -201,6 +203,12 @@ class Decode(Source):
             if isinstance(item, _Failure):
                 raise item.exc
             image, ts = item
+            if self.context.allocator is not None:
+                # the process executor: the frame goes into its output slot here, so the ring
+                # copies nothing more (PyAV's bgr24 array is a view of swscale's output)
+                out = self.output_array("frame", image.shape, image.dtype)
+                np.copyto(out, image)
+                image = out
             if self.realtime:
                 if wall0 is None:
                     wall0, ts0 = time.monotonic(), ts

@@ -52,7 +52,9 @@ class Overlay(Node):
 
     def process(self, frame: Any, faces: Any = None, landmarks: Any = None, pose: Any = None, aus: Any = None,
                 probs: Any = None, identities: Any = None, image: Any = None) -> dict[str, Any]:
-        img = np.array(frame.image, copy=True)  # the input may be a read-only shared-memory view
+        # the input may be a read-only shared-memory view: annotate a copy, made straight in the output's slot
+        img = self.output_array("frame", frame.image.shape, frame.image.dtype)
+        np.copyto(img, frame.image)
         keys, boxes = _face_keys_and_boxes(faces, landmarks, pose, aus, probs, identities)
         colors = [_draw.track_color(k if k is not None and k >= 0 else None) for k in keys]
         if self.boxes and faces is not None:

@@ -80,6 +80,62 @@ class CountSink(Node):
         return None
 
 
+@register("test.proc.alloc")
+class Alloc(Node):
+    """Makes its outputs in place with output_array: two emitted arrays, one allocated and dropped."""
+
+    frame = Input(FRAME)
+    out = Output(ANY)
+    side = Output(ANY)
+
+    def process(self, frame: Any) -> dict[str, Any]:
+        image = self.output_array("out", frame.image.shape, np.uint8)
+        np.copyto(image, frame.image)
+        image[:4] = 255 - image[:4]
+        scores = self.output_array("out", (3,), np.float32)
+        scores[:] = [frame.frame_id, image.mean(), 0.5]
+        unused = self.output_array("out", (1000,), np.uint8)  # not emitted: must come back
+        unused[:] = 1
+        other = self.output_array("side", 7, "int64")
+        other[:] = frame.frame_id
+        if frame.frame_id % 4 == 3:
+            return {"out": {"image": image, "scores": scores}}  # 'side' allocated but skipped this frame
+        return {"out": {"image": image, "scores": scores, "again": image}, "side": {"ids": other}}
+
+
+def test_output_array_is_numpy_inline():
+    node = Alloc("a")
+    arr = node.output_array("out", (2, 3), np.float32)
+    assert type(arr) is np.ndarray and arr.shape == (2, 3) and arr.flags.writeable
+    with pytest.raises(ValueError, match="no output port 'nope'"):
+        node.output_array("nope", 3)
+
+
+def alloc_graph(group: str | None = None) -> Graph:
+    g = Graph("alloc")
+    src = source(g, frames=16)
+    a = g.add("test.proc.alloc", id="a", frame=src.frame, group=group)
+    p = g.add("passthrough", id="p", value=a.out)
+    g.add("test.proc.join", id="j", a=src.frame, b=src.frame, c=a.side, group=group)
+    g.add("test.proc.sink", id="sink", value=p.out, group=group)
+    g.add("passthrough", id="q", value=a.side)
+    return g
+
+
+@pytest.mark.parametrize("group", [None, "g"], ids=["own_process", "grouped"])
+def test_allocated_outputs_travel_without_copy_and_come_back(group):
+    graph = alloc_graph(group)
+    inline = collect(graph, "inline", outputs=["a.out", "p.out", "q.out", "j.out"])
+    run = facegraph.run(graph, executor="process", max_in_flight=3, outputs=["a.out", "p.out", "q.out", "j.out"])
+    process = list(run)
+    assert len(process) == 16 and results_equal(inline, process)
+    busy = run.options.extra["ring_busy"]
+    assert "a.out" in busy and set(busy.values()) == {0}, busy  # every slot came back, the dropped ones too
+    copied = run.options.extra.get("ring_copied_bytes", {})
+    assert copied.get("a.out", 0) == 0 and copied.get("a.side", 0) == 0, copied  # made in place: no copy
+    assert copied.get("src.frame", 0) > 0  # the synthetic source makes plain arrays: those are copied
+
+
 def children() -> list[psutil.Process]:
     out = []
     for proc in psutil.Process().children(recursive=True):

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 import facegraph
-from facegraph import ANY, Graph, Input, Node, NodeFailure, Output, register
+from facegraph import ANY, Graph, Input, Node, NodeFailure, Output, Param, register
 from facegraph._process import leftover_segments, segments_left_by_this_process
 
 
@@ -139,3 +139,79 @@ def test_interrupting_facegraph_run(tmp_path: Path, sig: int):
     assert "interrupted" in err
     assert psutil.wait_procs(workers, timeout=3)[1] == []
     assert ours.isdisjoint(leftover_segments())
+
+
+@register("test.proc.crash_once")
+class CrashOnce(Node):
+    """Dies (os._exit, no goodbye) at one frame, unless a marker file says it already did."""
+
+    value = Input(ANY)
+    out = Output(ANY)
+    at = Param(int, 8)
+    marker = Param(str, "")
+
+    def process(self, value: Any) -> dict[str, Any]:
+        if value.frame_id >= self.at and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os._exit(3)
+        return {"out": dict(value.fields)}
+
+
+@register("test.proc.pair")
+class Pair(Node):
+    """A join of two inputs by frame_id: it must complete for every frame, lost ones included."""
+
+    a = Input(ANY)
+    b = Input(ANY)
+    out = Output(ANY)
+
+    def process(self, a: Any, b: Any) -> dict[str, Any]:
+        return {"out": {"pair": [a.frame_id, b.frame_id]}}
+
+
+def live_graph(tmp_path: Path, frames: int = 250, restart: int = 1, camera: bool = True) -> Graph:
+    g = Graph("restart")
+    src = g.add("synthetic", id="src", frames_total=frames, width=64, height=48, camera=camera, realtime=camera,
+                fps=100.0)
+    c = g.add("test.proc.crash_once", id="crashy", value=src.frame, marker=str(tmp_path / "crashed"), restart=restart)
+    d = g.add("passthrough", id="after", value=c.out)
+    g.add("test.proc.pair", id="j", a=src.frame, b=d.out)
+    return g
+
+
+def test_restart_keeps_a_live_run_going(tmp_path):
+    run = facegraph.run(live_graph(tmp_path), executor="process", max_in_flight=3)
+    results = list(run)
+    stats = run.stats
+    assert (tmp_path / "crashed").exists()
+    lost = stats.nodes["crashy"].drops
+    assert lost >= 1
+    assert stats.frames_out + lost + stats.nodes["src"].drops == 250
+    assert stats.frames_out + lost == stats.frames_in
+    assert stats.dropped == lost + stats.nodes["src"].drops
+    ids = [r.frame_id for r in results]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    assert all(r["j.out"].pair == [r.frame_id, r.frame_id] for r in results)
+    assert any(fid > 8 for fid in ids)  # frames after the crash came through the new worker
+
+
+def test_restart_after_sigkill(tmp_path):
+    g = live_graph(tmp_path)
+    g.nodes["crashy"].params["at"] = 10**9  # never crashes by itself
+    run = facegraph.run(g, executor="process", max_in_flight=3)
+    it = iter(run)
+    for _ in range(5):
+        next(it)
+    pid = run.options.extra["workers"]["crashy"]
+    os.kill(pid, signal.SIGKILL)
+    rest = list(it)
+    assert run.options.extra["workers"]["crashy"] != pid
+    assert rest and run.stats.frames_out + run.stats.nodes["crashy"].drops == run.stats.frames_in
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_restart_does_not_apply_to_file_sources(tmp_path):
+    run = facegraph.run(live_graph(tmp_path, camera=False), executor="process")
+    with pytest.raises(NodeFailure) as info:
+        list(run)
+    assert info.value.node == "crashy" and "exited with code 3" in info.value.cause

@@ -136,6 +136,14 @@ class Ring:
             gen = self._grow(need, more_slots=True)
         return gen, gen.free.pop()
 
+    def array(
+        self, shape: tuple[int, ...], dtype: np.dtype, reclaim: Callable[[], None] | None = None
+    ) -> tuple[_Generation, int, np.ndarray]:
+        """A writable array filling the start of a fresh slot (a producer makes its output in place)."""
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        gen, slot = self.acquire(max(nbytes, 1), reclaim)
+        return gen, slot, np.ndarray(shape, dtype, gen.buf, slot * gen.slot_size)
+
     def write(
         self, arrays: list[np.ndarray], reclaim: Callable[[], None] | None = None
     ) -> tuple[_Generation, int, list[int]]:

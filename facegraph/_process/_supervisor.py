@@ -33,7 +33,7 @@ from .._stats import NodeStats, RunStats
 from ._plan import THREAD_ENV, WorkerPlan, plan
 from ._shm import SegmentCache, leftover_segments, unlink_segment
 from ._wire import SHM, pack, unpack
-from ._worker import worker_main
+from ._worker import MAIN, worker_main
 
 log = logging.getLogger("facegraph")
 RUN_IDS: list[str] = []  # every run started by this process, so tests can check that each left nothing behind
@@ -103,11 +103,16 @@ class Supervisor:
         self.cache = SegmentCache()
         self.stop_timeout = float(options.extra.get("stop_timeout", 1.5))
         self.source_worker = self.workers[0].index
-        restart = [s.id for s in graph.nodes.values() if s.restart]
-        if restart:
-            log.warning(
-                "restart: is not supported by the process executor yet; a crash of %s ends the run", ", ".join(restart)
-            )
+        # restart: N (live sources only): how many more times each worker may be started again
+        self.restarts_left = {
+            w.index: min(graph.nodes[n].restart for n in w.nodes) for w in self.workers if w.index != self.source_worker
+        }
+        self.incarnation = {w.index: 0 for w in self.workers}
+        self.source_live: bool | None = None
+        self.fencing: dict[int, dict[str, Any]] = {}  # restarted worker → the fence being built
+        self.lost: set[int] = set()  # frames lost in restarts: never yielded
+        self.lost_by_worker: dict[int, int] = {}
+        self.kill_list: set[int] = set()  # workers that raised and are to be restarted
 
     # ---- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -126,10 +131,11 @@ class Supervisor:
                     ready.add(msg[1])
             self.raise_failure()
         self.options.extra["workers"] = {w.name: self.procs[w.index].pid for w in self.workers}
+
         for w in self.workers:
             self.send(w.index, pack(["g"]))
 
-    def worker_config(self, w: WorkerPlan, modules: list[str]) -> dict[str, Any]:
+    def worker_config(self, w: WorkerPlan, modules: list[str], incarnation: int = 0) -> dict[str, Any]:
         from copy import copy
 
         context = copy(self.options.context)
@@ -154,6 +160,7 @@ class Supervisor:
             "max_in_flight": max(1, int(self.options.max_in_flight)),
             "max_frames": self.options.max_frames,
             "nslots": max(1, int(self.options.max_in_flight)) + 2,
+            "incarnation": incarnation,
         }
 
     # ---- messages ------------------------------------------------------------------------------
@@ -197,12 +204,22 @@ class Supervisor:
             if kind == "seg":
                 self.segments.add(msg[1])
             elif kind == "err":
-                if self.failure is None:
-                    _, node, type_name, cause, fid, tb = msg
+                _, node, type_name, cause, fid, tb = msg
+                index = self.worker_of(node)
+                if index is not None and self.may_restart(index):
+                    log.warning("node %s failed (%s); restarting its worker\n%s", node, cause, tb or "")
+                    self.kill_list.add(index)
+                    self.procs[index].kill()  # its sentinel fires; on_exit starts the next incarnation
+                elif self.failure is None:
                     self.failure = NodeFailure(node, type_name, cause, frame_id=fid, traceback=tb)
                     log.debug("%s\n%s", self.failure, tb)  # the caller reports it; the CLI writes the log file
             elif kind == "bye":
-                self.byes[msg[1]] = msg
+                if msg[-1] == self.incarnation.get(msg[1], 0) and msg[1] not in self.kill_list:
+                    self.byes[msg[1]] = msg
+            elif kind == "ready" and len(msg) > 2 and msg[2] > 0:
+                self.on_restarted_ready(msg[1])
+            elif kind == "fenced":
+                self.on_fenced(msg[1], msg[2], msg[3], msg[4])
             elif kind == "live":
                 self.live[msg[1]] = msg
             elif kind == "stopreq":
@@ -225,9 +242,79 @@ class Supervisor:
             cause = f"worker died by signal {signal.Signals(-code).name}"
         else:
             cause = f"worker exited with code {code}"
+        if index in self.kill_list or self.may_restart(index):
+            self.kill_list.discard(index)
+            self.restart(index, cause)
+            return
         nid = w.nodes[0]
         self.failure = NodeFailure(nid, self.graph.nodes[nid].type, cause)
         log.debug("%s (worker %s, pid %s)", self.failure, w.name, proc.pid)
+
+    # ---- restarts ------------------------------------------------------------------------------
+    def worker_of(self, node_id: str) -> int | None:
+        for w in self.workers:
+            if node_id in w.nodes:
+                return w.index
+        return None
+
+    def may_restart(self, index: int) -> bool:
+        """restart: N applies to live sources only: a file source's run fails fast, as without it."""
+        return bool(self.source_live) and self.restarts_left.get(index, 0) > 0 and index not in self.fencing
+
+    def restart(self, index: int, cause: str) -> None:
+        """Start the next incarnation of worker ``index``; it waits for the fence (``on_fenced``)."""
+        w = self.workers[index - 1]
+        self.restarts_left[index] -= 1
+        self.incarnation[index] += 1
+        inc = self.incarnation[index]
+        log.warning(
+            "worker %s (%s) crashed: %s; restarting it (%d restart(s) left)",
+            w.name, ", ".join(w.nodes), cause, self.restarts_left[index],
+        )
+        self.addresses[index] = f"ipc://{self.dir}/{index}r{inc}"
+        sock = self.peers.pop(index, None)
+        if sock is not None:
+            sock.close(0)
+        modules = sorted({self.graph.nodes[n].cls.__module__ for n in self.graph.nodes})
+        cfg = self.worker_config(w, modules, inc)
+        cfg["addresses"] = list(self.addresses)
+        proc = multiprocessing.get_context("spawn").Process(
+            target=worker_main, args=(cfg,), name=f"facegraph-{w.name}-{inc}", daemon=True
+        )
+        with _thread_env(w.threads):
+            proc.start()
+        self.procs[index] = proc
+        self.options.extra["workers"][w.name] = proc.pid
+        self.fencing[index] = {"waiting": None, "cut": -1, "eos": set()}
+
+    def on_restarted_ready(self, index: int) -> None:
+        """The new incarnation is up: every other worker forgets the dead one and says what it sent it."""
+        peers = [i for i, p in self.procs.items() if i != index and i not in self.byes and p.exitcode is None]
+        self.fencing[index]["waiting"] = set(peers)
+        self.send(index, pack(["g"]))
+        for i in peers:
+            self.send(i, pack(["k", index, self.addresses[index]]))
+        if not peers:
+            self.on_fenced(index, None, -1, [])
+
+    def on_fenced(self, index: int, who: int | None, last: int, eos: list[str]) -> None:
+        fence = self.fencing.get(index)
+        if fence is None:
+            return
+        fence["cut"] = max(fence["cut"], last)
+        fence["eos"].update(eos)
+        if who is not None and fence["waiting"] is not None:
+            fence["waiting"].discard(who)
+        if fence["waiting"]:
+            return
+        del self.fencing[index]
+        lo, cut = self.next_fid, fence["cut"]
+        lost = range(lo, cut + 1)
+        self.lost.update(lost)
+        self.lost_by_worker[index] = self.lost_by_worker.get(index, 0) + len(lost)
+        if lost:
+            log.warning("frames %d..%d were lost in the restart of worker %s", lo, cut, self.workers[index - 1].name)
+        self.send(index, pack(["fence", lo, cut, sorted(fence["eos"])]))
 
     def raise_failure(self) -> None:
         if self.failure is not None:
@@ -256,7 +343,6 @@ class Supervisor:
             waiting, self.pending = self.pending, []
             msgs = waiting + self.poll(0 if waiting else None) + self.pending
             self.pending = []
-            self.raise_failure()
             releases: dict[int, list[int]] = {}
             for msg in msgs:
                 kind = msg[0]
@@ -268,27 +354,38 @@ class Supervisor:
                         entry[3][key] = Packet(fid, t, source, self.copy_fields(meta))
                     if token >= 0:
                         releases.setdefault(sender, []).append(token)
-                    entry[2] += 1
+                    entry[2].add(key)
                 elif kind == "s":
                     entry = self.frame(msg[3], msg[4], msg[5])
-                    entry[2] += 1
+                    entry[2].add(f"{msg[1]}.{msg[2]}")
                 elif kind == "start":
+                    self.source_live = bool(msg[2]) if len(msg) > 2 else False
+                    restartable = [n for i, k in self.restarts_left.items() if k for n in self.workers[i - 1].nodes]
+                    if restartable and not self.source_live:
+                        log.warning(
+                            "restart: applies to live sources only; with this file source a crash of %s "
+                            "still ends the run", ", ".join(restartable),
+                        )
                     if self.options.on_start:
                         self.options.on_start(msg[1])
             for sender, tokens in releases.items():
-                self.send(sender, pack(["r", *tokens]))
-            while self.next_fid in self.frames and self.frames[self.next_fid][2] >= expected:
-                t, source, _, packets = self.frames.pop(self.next_fid)
-                result = Result(self.next_fid, t, source, packets)
+                self.send(sender, pack(["r", MAIN, *tokens]))
+            while self.next_fid in self.frames and len(self.frames[self.next_fid][2]) >= expected:
+                fid = self.next_fid
+                t, source, _, packets = self.frames.pop(fid)
                 self.next_fid += 1
-                self.completed += 1
                 self.send(self.source_worker, pack(["c", 1]))
-                yield result
+                if fid in self.lost:  # lost in a restart: it left the graph, but has no result
+                    self.lost.discard(fid)
+                    continue
+                self.completed += 1
+                yield Result(fid, t, source, packets)
+            self.raise_failure()  # after the frames that completed before it
 
     def frame(self, fid: int, t: int, source: str) -> list[Any]:
         entry = self.frames.get(fid)
         if entry is None:
-            entry = self.frames[fid] = [t, source, 0, {}]
+            entry = self.frames[fid] = [t, source, set(), {}]
         return entry
 
     def copy_fields(self, meta: list[list[Any]]) -> dict[str, Any]:
@@ -322,16 +419,14 @@ class Supervisor:
                 proc.join(2.0)
             self.drain()
         finally:
-            self.fill_stats()
-            self.cache.close()
-            for name in self.segments | set(leftover_segments(self.run_id)):
-                unlink_segment(name)
-            for sock in self.peers.values():
-                sock.close(0)
-            self.inbox.close(0)
-            self.control.close(0)
-            self.ctx.term()
-            shutil.rmtree(self.dir, ignore_errors=True)
+            try:
+                self.fill_stats()
+            finally:
+                self.cache.close()
+                for name in self.segments | set(leftover_segments(self.run_id)):
+                    unlink_segment(name)
+                self.ctx.destroy(linger=0)  # closes every socket first, so this never waits
+                shutil.rmtree(self.dir, ignore_errors=True)
 
     def fill_stats(self) -> None:
         nodes: dict[str, NodeStats] = {}
@@ -341,7 +436,9 @@ class Supervisor:
             got = {}
             cpu = rss = 0.0
             if bye is not None:
-                _, _, dicts, cpu, rss, admitted = bye
+                _, _, dicts, cpu, rss, admitted, busy, copied, _ = bye
+                self.options.extra.setdefault("ring_busy", {}).update(busy)
+                self.options.extra.setdefault("ring_copied_bytes", {}).update(copied)
                 got = {nid: NodeStats.from_dict(d) for nid, d in dicts.items()}
                 if w.index == self.source_worker:
                     self.stats.frames_in = admitted
@@ -349,10 +446,13 @@ class Supervisor:
                 st = got.get(nid) or NodeStats(nid, self.graph.nodes[nid].type)
                 st.worker, st.pid, st.cpu_s, st.peak_rss_mb = w.name, proc.pid if proc else 0, cpu, rss
                 nodes[nid] = st
+            for nid in w.nodes:
+                nodes[nid].drops += self.lost_by_worker.get(w.index, 0)
         if self.source_worker not in self.byes:
-            self.stats.frames_in = self.completed
+            self.stats.frames_in = self.completed + sum(self.lost_by_worker.values())
         source_id = self.workers[0].nodes[0]
         self.stats.dropped = nodes[source_id].drops if source_id in nodes else 0
+        self.stats.dropped += sum(self.lost_by_worker.values())
         self.stats.nodes = {nid: nodes[nid] for nid in self.graph.order() if nid in nodes}
 
 

@@ -5,9 +5,10 @@ where each field is ``[name, 0, segment, offset, dtype, shape]`` (an array in
 shared memory), ``[name, 1, value]`` (a plain msgpack value) or
 ``[name, 2, pickle]`` (anything else: tuples, numpy scalars, object arrays, so a
 value comes back exactly as it left). Skip ``["s", node, port, frame_id, t_capture,
-source]``, end of stream ``["e", node, port]``, release ``["r", token, ...]``, credit
-``["c", n]``, go ``["g"]``, stop ``["x"]``, halt (source: stop reading) ``["h"]``.
-Worker → supervisor: ``ready``, ``seg``, ``start``, ``err``, ``stopreq``, ``live``, ``bye``.
+source]``, end of stream ``["e", node, port]``, release ``["r", receiver, token, ...]``,
+credit ``["c", n]``, go ``["g"]``, stop ``["x"]``, halt (source: stop reading) ``["h"]``,
+a peer restarted ``["k", worker, address]``, a restarted worker's fence ``["fence", lo, cut, eos_keys]``.
+Worker → supervisor: ``ready``, ``seg``, ``start``, ``err``, ``stopreq``, ``live``, ``fenced``, ``bye``.
 """
 
 from __future__ import annotations

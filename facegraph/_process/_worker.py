@@ -10,7 +10,15 @@ Holds: every packet sent with shared arrays carries a token; each receiver sends
 the token back (``["r", token]``) once it no longer needs the frame, and the slot
 is reused when all receivers have done so. An output array that *is* one of the
 worker's input views (a pass-through) is forwarded by reference instead of being
-copied; the input is then held until the forwarded token comes back.
+copied; the input is then held until the forwarded token comes back. An output
+array a node made with ``Node.output_array`` already lies in a slot of its port's
+ring and is handed on without a copy as well.
+
+Restarts (``restart: N``, live sources): a new incarnation of a crashed worker
+waits for the supervisor's fence before it touches any frame; the frames up to the
+fence are lost and it emits skips for them, so every consumer's joins complete.
+Consumers ignore what they already had for a frame (``last_seen``), since the
+crashed incarnation may have sent part of a frame's outputs.
 """
 
 from __future__ import annotations
@@ -60,17 +68,30 @@ class Worker:
         self.cfg = cfg
         self.index: int = cfg["index"]
         self.ppid = os.getppid()
-        self.ctx = zmq.Context()
+        self.incarnation: int = cfg.get("incarnation", 0)
+        self.addresses: list[str] = list(cfg["addresses"])
+        self.ctx = zmq.Context(io_threads=1)
         self.inbox = self.ctx.socket(zmq.PULL)
         self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.bind(cfg["addresses"][self.index])
+        self.inbox.bind(self.addresses[self.index])
+        self.poller = zmq.Poller()  # made once: a poll per packet is on the hot path
+        self.poller.register(self.inbox, zmq.POLLIN)
         self.peers: dict[int, zmq.Socket] = {}
         self.backlog: deque[list[Any]] = deque()
         self.cache = SegmentCache()
         self.rings: dict[tuple[str, str], Ring] = {}
         self.n_segments = 0
-        self.next_token = 0
-        self.out_holds: dict[int, list[Any]] = {}  # token → [count, ring, gen, slot, children]
+        self.next_token = self.incarnation << 40  # tokens of a restarted worker never meet its predecessor's
+        self.out_holds: dict[int, list[Any]] = {}  # token → [receivers still holding it, slots, children]
+        self.allocated: dict[int, tuple[Any, ...]] = {}  # id(array) → (array, node, port, ring, gen, slot)
+        self.copied: dict[str, int] = {}  # "node.port" → bytes copied into its ring (not made in place)
+        self.local_tokens: dict[int, list[int]] = {}  # frame_id → tokens held for consumers in this worker
+        self.last_seen: dict[str, int] = {}  # "node.port" → last frame_id delivered from it
+        self.sent_last: dict[int, int] = {}  # worker → last frame_id sent to it (for a restart's fence)
+        self.eos_sent: dict[int, set[str]] = {}  # worker → "node.port" keys whose end of stream it got
+        self.floor = -1  # a restarted worker ignores frames up to the fence
+        self.fenced = self.incarnation == 0
+        self.held: list[list[Any]] = []  # what came before the fence
         self.in_holds: dict[tuple[int, int], list[Any]] = {}  # (sender, token) → [refs, [array ids]]
         self.frame_holds: dict[int, list[tuple[int, int]]] = {}
         self.view_index: dict[int, tuple[np.ndarray, str, int, tuple[int, int]]] = {}
@@ -96,19 +117,21 @@ class Worker:
         if sock is None:
             sock = self.peers[dest] = self.ctx.socket(zmq.PUSH)
             sock.setsockopt(zmq.LINGER, 2000)
-            sock.connect(self.cfg["addresses"][dest])
+            sock.connect(self.addresses[dest])
         sock.send(data, copy=True)
+
+    def ready(self) -> bool:
+        """A message is waiting (no exception, no poller: the cheapest check zmq has)."""
+        return bool(self.inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN)
 
     def recv(self) -> list[Any] | None:
         if self.backlog:
             return self.backlog.popleft()
-        try:
-            return unpack(self.inbox.recv(zmq.NOBLOCK))
-        except zmq.Again:
-            pass
+        if self.ready():
+            return unpack(self.inbox.recv())
         self.flush_releases()  # about to wait: the data path went first, now give back what we are done with
         while True:
-            if self.inbox.poll(1000):
+            if self.ready() or self.poller.poll(1000):
                 return unpack(self.inbox.recv())
             if os.getppid() != self.ppid:  # the supervisor is gone: do not outlive it
                 self.stopping = True
@@ -116,20 +139,17 @@ class Worker:
 
     def reclaim(self) -> None:
         """Take in pending releases (a ring found no free slot); keep everything else for later."""
-        while True:
-            try:
-                msg = unpack(self.inbox.recv(zmq.NOBLOCK))
-            except zmq.Again:
-                return
+        while self.ready():
+            msg = unpack(self.inbox.recv())
             if msg[0] == "r":
-                for token in msg[1:]:
-                    self.on_release(token)
+                self.on_release(msg)
             else:
                 self.backlog.append(msg)
 
     # ---- life cycle ----------------------------------------------------------------------------
     def build(self) -> None:
         context = self.cfg["context"]
+        context.allocator = self.allocate
         for spec in self.cfg["nodes"]:
             cls = node_class(spec["type"])
             try:
@@ -147,7 +167,7 @@ class Worker:
     def run(self) -> None:
         try:
             self.build()
-            self.send(MAIN, pack(["ready", self.index]))
+            self.send(MAIN, pack(["ready", self.index, self.incarnation]))
             while not self.stopping:
                 msg = self.recv()
                 if msg is None:
@@ -192,13 +212,17 @@ class Worker:
                 self.src.close()
             except Exception:
                 log.exception("source: error while closing")
+        # slots still taken at the end (0 after a clean end): the tests' check that nothing leaks
+        busy = {f"{n}.{p}": ring.busy() for (n, p), ring in self.rings.items()}
+        self.allocated.clear()
         for ring in self.rings.values():
             ring.close()
         self.cache.close()
         self.view_index.clear()
         try:
             self.flush_releases()
-            self.send(MAIN, pack(["bye", self.index, self.stats_dicts(), *usage(), self.admitted]))
+            bye = ["bye", self.index, self.stats_dicts(), *usage(), self.admitted, busy, self.copied, self.incarnation]
+            self.send(MAIN, pack(bye))
         finally:
             for sock in self.peers.values():
                 sock.close()
@@ -229,8 +253,8 @@ class Worker:
     def run_source(self) -> None:
         src = self.src
         node = src.node
-        self.send(MAIN, pack(["start", node.total_frames()]))
         live = bool(node.live)
+        self.send(MAIN, pack(["start", node.total_frames(), live]))
         limit = self.cfg["max_in_flight"]
         max_frames = self.cfg["max_frames"]
         while not self.stopping and not self.halted:
@@ -251,9 +275,13 @@ class Worker:
                 src.next_id -= 1  # frame ids stay contiguous over the frames that enter
                 src.stats.packets_out -= 1
                 src.stats.drops += 1
+                if self.allocated:
+                    self.release_unclaimed(node.id)
                 continue
             self.admitted += 1
             self.dispatch(node.id, emissions)
+            if self.allocated:
+                self.release_unclaimed(node.id)
             self.maybe_live()
         src.close()
         if not self.stopping:
@@ -261,11 +289,9 @@ class Worker:
 
     def drain(self) -> None:
         while not self.backlog:
-            try:
-                msg = unpack(self.inbox.recv(zmq.NOBLOCK))
-            except zmq.Again:
+            if not self.ready():
                 return
-            self.handle(msg)
+            self.handle(unpack(self.inbox.recv()))
         while self.backlog:
             self.handle(self.backlog.popleft())
 
@@ -273,39 +299,61 @@ class Worker:
     def handle(self, msg: list[Any]) -> None:
         kind = msg[0]
         if kind == "d":
+            if not self.fenced:
+                self.held.append(msg)
+                return
             _, sender, token, node, port, fid, t, source, meta = msg
+            key = f"{node}.{port}"
+            if fid <= self.last_seen.get(key, self.floor):  # lost in a restart, or already had it
+                if token >= 0:
+                    self.releases.setdefault(sender, []).append(token)
+                return
+            self.last_seen[key] = fid
             fields: dict[str, Any] = {}
-            key = (sender, token)
+            hold = (sender, token)
             ids: list[int] = []
             for item in meta:
                 if item[1] == SHM:
                     arr = self.cache.view(item[2], item[3], item[4], item[5])
                     if token >= 0:
-                        self.view_index[id(arr)] = (arr, item[2], item[3], key)
+                        self.view_index[id(arr)] = (arr, item[2], item[3], hold)
                         ids.append(id(arr))
                     fields[item[0]] = arr
                 else:
                     fields[item[0]] = _small(item)
             if token >= 0:
-                self.in_holds[key] = [1, ids]
-                self.frame_holds.setdefault(fid, []).append(key)
-            self.deliver(f"{node}.{port}", Packet(fid, t, source, fields))
+                self.in_holds[hold] = [1, ids]
+                self.frame_holds.setdefault(fid, []).append(hold)
+            self.deliver(key, Packet(fid, t, source, fields))
             self.release_frames()
         elif kind == "s":
+            if not self.fenced:
+                self.held.append(msg)
+                return
             _, node, port, fid, t, source = msg
-            self.deliver(f"{node}.{port}", Skip(fid, t, source))
+            key = f"{node}.{port}"
+            if fid <= self.last_seen.get(key, self.floor):
+                return
+            self.last_seen[key] = fid
+            self.deliver(key, Skip(fid, t, source))
             self.release_frames()
         elif kind == "e":
+            if not self.fenced:
+                self.held.append(msg)
+                return
             self.deliver(f"{msg[1]}.{msg[2]}", EOS)
         elif kind == "r":
-            for token in msg[1:]:
-                self.on_release(token)
+            self.on_release(msg)
         elif kind == "c":
             self.credits += msg[1]
         elif kind == "x":
             self.stopping = True
         elif kind == "h":
             self.halted = True
+        elif kind == "k":
+            self.on_peer_restarted(msg[1], msg[2])
+        elif kind == "fence":
+            self.on_fence(msg[1], msg[2], msg[3])
 
     def deliver(self, key: str, item: Any) -> None:
         for consumer, in_port in self.local.get(key, ()):
@@ -326,22 +374,26 @@ class Worker:
                 self.send(MAIN, pack(["s", consumer, "", item.frame_id, item.t_capture, item.source]))
         if produced:
             self.dispatch(consumer, produced)
+        if self.allocated:
+            self.release_unclaimed(consumer)
 
     def dispatch(self, node_id: str, emissions: list[tuple[str, Any]]) -> None:
         for port, item in emissions:
             key = f"{node_id}.{port}"
-            dests = self.remote.get(key, [])
+            dests = self.remote.get(key, ())
             main = self.to_main.get(key)
             if isinstance(item, EndOfStream):
                 data = pack(["e", node_id, port])
                 for d in dests:
                     self.send(d, data)
+                    self.eos_sent.setdefault(d, set()).add(key)
                 if main:
                     self.send(MAIN, data)
             elif isinstance(item, Skip) or (main == "done" and not dests):
                 data = pack(["s", node_id, port, item.frame_id, item.t_capture, item.source])
                 for d in dests:
                     self.send(d, data)
+                    self.sent_last[d] = item.frame_id
                 if main:
                     self.send(MAIN, data)
             else:
@@ -351,17 +403,23 @@ class Worker:
                 elif main == "done":
                     self.send(MAIN, pack(["s", node_id, port, item.frame_id, item.t_capture, item.source]))
                 if targets:
-                    token, meta = self.encode(node_id, port, item, len(targets))
+                    token, meta = self.encode(node_id, port, item, targets, key)
                     data = pack(
                         ["d", self.index, token, node_id, port, item.frame_id, item.t_capture, item.source, meta]
                     )
                     for d in targets:
                         self.send(d, data)
+                    for d in dests:
+                        self.sent_last[d] = item.frame_id
             self.deliver(key, item)
 
-    def encode(self, node_id: str, port: str, packet: Packet, count: int) -> tuple[int, list[Any]]:
+    def encode(
+        self, node_id: str, port: str, packet: Packet, targets: list[int], key: str
+    ) -> tuple[int, list[Any]]:
         meta: list[Any] = []
         fresh: list[tuple[int, np.ndarray]] = []
+        slots: list[tuple[Ring, Any, int]] = []
+        claimed: list[int] = []
         children: list[tuple[int, int]] = []
         for name, v in packet.fields.items():
             if shm_able(v):
@@ -371,45 +429,91 @@ class Worker:
                     if entry[3] not in children:
                         children.append(entry[3])
                     continue
+                made = self.allocated.get(id(v)) if self.allocated else None
+                if made is not None and made[0] is v and made[1] == node_id and made[2] == port:
+                    # made in its slot: announce where it lies, copy nothing (the slot stays claimed by
+                    # this packet even when the same array appears in several of its fields)
+                    gen, slot = made[4], made[5]
+                    meta.append([name, SHM, gen.name, slot * gen.slot_size, v.dtype.str, list(v.shape)])
+                    if (made[3], gen, slot) not in slots:
+                        slots.append((made[3], gen, slot))
+                        claimed.append(id(v))
+                    continue
                 fresh.append((len(meta), v))
                 meta.append([name, SHM, "", 0, v.dtype.str, list(v.shape)])
             else:
                 meta.append(small_field(name, v))
-        ring = gen = slot = None
+        for aid in claimed:
+            self.allocated.pop(aid, None)
         if fresh:
-            ring = self.rings.get((node_id, port))
-            if ring is None:
-                ring = self.rings[(node_id, port)] = Ring(self.new_segment_name, self.cfg["nslots"])
+            self.copied[key] = self.copied.get(key, 0) + sum(a.nbytes for _, a in fresh)
+            ring = self.ring(node_id, port)
             gen, slot, offsets = ring.write([a for _, a in fresh], self.reclaim)
+            slots.append((ring, gen, slot))
             for (i, _), off in zip(fresh, offsets, strict=True):
                 meta[i][2] = gen.name
                 meta[i][3] = off
-        if ring is None and not children:
+        if not slots and not children:
             return -1, meta
         token = self.next_token
         self.next_token += 1
-        self.out_holds[token] = [count, ring, gen, slot, children]
+        holders = list(targets)
+        if slots and self.local.get(key):
+            # consumers in this worker read the slot too, maybe after a join waited: hold it for them
+            holders.append(self.index)
+            self.local_tokens.setdefault(packet.frame_id, []).append(token)
+        self.out_holds[token] = [holders, slots, children]
         for child in children:
             self.in_holds[child][0] += 1
         return token, meta
 
+    def ring(self, node_id: str, port: str) -> Ring:
+        ring = self.rings.get((node_id, port))
+        if ring is None:
+            ring = self.rings[(node_id, port)] = Ring(self.new_segment_name, self.cfg["nslots"])
+        return ring
+
+    def allocate(self, node_id: str, port: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """``Node.output_array`` here: a view of a fresh slot of the port's ring, when the port leaves this worker."""
+        dtype = np.dtype(dtype)
+        key = f"{node_id}.{port}"
+        if dtype.hasobject or dtype.fields is not None or not (self.remote.get(key) or self.to_main.get(key) == "data"):
+            return np.empty(shape, dtype)  # never travels through a ring: a plain array is cheaper
+        ring = self.ring(node_id, port)
+        gen, slot, arr = ring.array(shape, dtype, self.reclaim)
+        self.allocated[id(arr)] = (arr, node_id, port, ring, gen, slot)
+        return arr
+
+    def release_unclaimed(self, node_id: str) -> None:
+        """Give back the slots a node allocated but did not emit (its process() or frame has returned)."""
+        for aid, made in list(self.allocated.items()):
+            if made[1] == node_id:
+                del self.allocated[aid]
+                made[3].release(made[4], made[5])
+
     def new_segment_name(self) -> str:
-        name = f"fg{self.cfg['run_id']}_{self.index}_{self.n_segments}"
+        tag = f"{self.index}r{self.incarnation}" if self.incarnation else str(self.index)
+        name = f"fg{self.cfg['run_id']}_{tag}_{self.n_segments}"
         self.n_segments += 1
         self.send(MAIN, pack(["seg", name]))  # the supervisor knows it before it exists
         return name
 
-    def on_release(self, token: int) -> None:
-        hold = self.out_holds.get(token)
-        if hold is None:
-            return
-        hold[0] -= 1
-        if hold[0] > 0:
-            return
-        del self.out_holds[token]
-        if hold[1] is not None:
-            hold[1].release(hold[2], hold[3])
-        for child in hold[4]:
+    def on_release(self, msg: list[Any]) -> None:
+        """``["r", receiver, token, ...]``: that receiver is done with these packets."""
+        who = msg[1]
+        for token in msg[2:]:
+            hold = self.out_holds.get(token)
+            if hold is None or who not in hold[0]:
+                continue
+            hold[0].remove(who)
+            if not hold[0]:
+                self.drop_hold(token)
+
+    def drop_hold(self, token: int) -> None:
+        _, slots, children = self.out_holds.pop(token)
+        for ring, gen, slot in slots:
+            ring.release(gen, slot)
+        for child in children:
             self.unref(child)
 
     def unref(self, key: tuple[int, int]) -> None:
@@ -427,18 +531,61 @@ class Worker:
     def flush_releases(self) -> None:
         if self.releases:
             for sender, tokens in self.releases.items():
-                self.send(sender, pack(["r", *tokens]))
+                self.send(sender, pack(["r", self.index, *tokens]))
             self.releases.clear()
 
     def release_frames(self) -> None:
-        """Give back the inputs of every frame no node of this worker still waits on."""
-        if not self.frame_holds:
-            return
-        for fid in list(self.frame_holds):
-            if any(fid in r.pending for r in self.runners.values()):
-                continue
-            for key in self.frame_holds.pop(fid):
-                self.unref(key)
+        """Give back the inputs (and own slots) of every frame no node of this worker still waits on."""
+        if self.frame_holds:
+            for fid in list(self.frame_holds):
+                if any(fid in r.pending for r in self.runners.values()):
+                    continue
+                for key in self.frame_holds.pop(fid):
+                    self.unref(key)
+        if self.local_tokens:
+            for fid in list(self.local_tokens):
+                if any(fid in r.pending for r in self.runners.values()):
+                    continue
+                for token in self.local_tokens.pop(fid):
+                    self.on_release(["r", self.index, token])
+
+    # ---- restarts ------------------------------------------------------------------------------
+    def on_peer_restarted(self, dead: int, address: str) -> None:
+        """Worker ``dead`` crashed and runs again at ``address``: forget its holds, report what it was sent."""
+        sock = self.peers.pop(dead, None)
+        if sock is not None:
+            sock.close(0)  # what was queued for the dead one is lost with it
+        self.addresses[dead] = address
+        for token, hold in list(self.out_holds.items()):
+            if dead in hold[0]:
+                hold[0] = [w for w in hold[0] if w != dead]
+                if not hold[0]:
+                    self.drop_hold(token)
+        eos = sorted(self.eos_sent.get(dead, ()))
+        self.send(MAIN, pack(["fenced", dead, self.index, self.sent_last.get(dead, -1), eos]))
+
+    def on_fence(self, lo: int, cut: int, eos_keys: list[str]) -> None:
+        """This (restarted) worker: frames ``lo..cut`` are lost; skip them on every output, then go on."""
+        for fid in range(lo, cut + 1):
+            for spec in self.cfg["nodes"]:
+                nid = spec["id"]
+                if nid in self.sinks:
+                    self.send(MAIN, pack(["s", nid, "", fid, 0, ""]))
+                for port in type(self.nodes[nid]).outputs:
+                    key = f"{nid}.{port}"
+                    data = pack(["s", nid, port, fid, 0, ""])
+                    for d in self.remote.get(key, ()):
+                        self.send(d, data)
+                        self.sent_last[d] = fid
+                    if key in self.to_main:
+                        self.send(MAIN, data)
+        self.floor = cut
+        self.fenced = True
+        held, self.held = self.held, []
+        for msg in held:
+            self.handle(msg)
+        for key in eos_keys:
+            self.deliver(key, EOS)
 
 
 def _small(item: list[Any]) -> Any:

@@ -138,6 +138,6 @@ def test_nodes_opened_before_a_failing_open_are_closed():
     cam = g.add("synthetic", id="cam", frames_total=3, width=16, height=12)
     mix = g.add("test.blend", id="mix", a=cam.frame)
     g.add("test.cannot_open", id="bad", value=mix.out)
-    with pytest.raises(NodeFailure, match=r"node 'bad' \\(test.cannot_open\\) failed: could not open: OSError: no such"):
+    with pytest.raises(NodeFailure, match=r"node 'bad' \(test.cannot_open\) failed: could not open: OSError"):
         collect(g, "inline")
     assert LOG == ["open mix", "close mix"]

@@ -140,7 +140,8 @@ def test_bench_report_with_sequential_has_speedup(tmp_path):
     report = bench(chain(20), BenchOptions(warmup=2, executors=["inline"], sequential=True, output_dir=tmp_path))
     out = to_json_ready(report)
     assert TOP_KEYS | {"sequential_fps", "speedup"} <= set(out)
-    assert out["speedup"] == pytest.approx(out["fps"] / out["sequential_fps"], rel=1e-2, abs=1e-3)  # speedup is rounded to 3 decimals
+    # speedup is rounded to 3 decimals
+    assert out["speedup"] == pytest.approx(out["fps"] / out["sequential_fps"], rel=1e-2, abs=1e-3)
     assert "latency_series" not in out and not any(k.startswith("_") for k in out)
     json.dumps(out)
 

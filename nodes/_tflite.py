@@ -10,7 +10,10 @@ all faces of a frame. Interpreters are tried in order: ``ai_edge_litert``
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +53,23 @@ def interpreter_available() -> bool:
     )
 
 
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Silence what native code writes to file descriptor 2 (Python's own stderr is left alone)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class TfliteModel:
     """One TFLite model, float input, with the batch dimension resized on demand."""
 
@@ -59,8 +79,9 @@ class TfliteModel:
         if interpreter is None:
             raise ModelError(f"{self.path}: no TFLite interpreter installed; {INSTALL_HINT}")
         try:
-            self.interpreter = interpreter(model_path=str(self.path), num_threads=max(1, int(threads)))
-            self.interpreter.allocate_tensors()
+            with _quiet_native_stderr():  # LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate" to fd 2
+                self.interpreter = interpreter(model_path=str(self.path), num_threads=max(1, int(threads)))
+                self.interpreter.allocate_tensors()
         except Exception as exc:  # the interpreters raise ValueError / RuntimeError for bad files
             raise ModelError(f"{self.path}: cannot load as a TFLite model ({str(exc).splitlines()[0]})") from None
         self._input = self.interpreter.get_input_details()[0]

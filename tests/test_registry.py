@@ -42,7 +42,7 @@ def test_a_broken_plugin_does_not_break_the_builtins(monkeypatch, caplog):
     monkeypatch.setattr(_registry, "entry_points", lambda group: [ep])
     monkeypatch.setattr(_registry, "_loaded", False)
     monkeypatch.setattr(_registry, "_NODES", dict(_registry._NODES))
-    with pytest.raises(GraphError, match="unknown node type 'demo.broken'"):
+    with pytest.raises(GraphError, match=r"unknown node type 'demo\.broken'"):
         _registry.node_class("demo.broken")
     assert _registry.node_class("detect").type_name == "detect"
     assert "could not load node plug-in demo.broken" in caplog.text

@@ -185,7 +185,7 @@ class Links:
                 raise
             sock.setblocking(False)
             _tune(sock)
-            self.ins[sock.fileno()] = (sock, msgpack.Unpacker(raw=False, strict_map_key=False))
+            self.ins[sock.fileno()] = (sock, msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=0))
             self.poller.register(sock.fileno(), POLLIN)
 
     def _read(self, fd: int) -> None:

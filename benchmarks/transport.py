@@ -2,7 +2,8 @@
 
     python benchmarks/transport.py --json transport.json
 
-Compares, in one run, (a) facegraph's shared-memory ring as a producer uses it
+Compares, in one run, (a) facegraph's shared-memory ring as a producer uses it, its notices and releases
+over the executor's Unix-socket links
 (``facegraph``: it makes each frame in a slot it got from ``Node.output_array``, here
 by writing the whole frame there, then hands it over: no copy on the way; the
 consumer gets a read-only numpy view; the slot comes back with a release message),
@@ -25,12 +26,15 @@ import multiprocessing as mp
 import os
 import platform
 import secrets
+import shutil
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 import zmq
 
+from facegraph._process._links import Links
 from facegraph._process._shm import Ring, SegmentCache, leftover_segments, unlink_segment
 from facegraph._process._wire import pack, unpack
 
@@ -41,17 +45,25 @@ def _ipc(tag: str) -> str:
     return f"ipc:///tmp/fgbench-{os.getpid()}-{tag}"
 
 
+def _paths() -> list[str]:
+    """Socket paths of the ring benchmark's two processes (0: producer, 1: consumer), as the executor names them."""
+    base = tempfile.mkdtemp(prefix="fgbench", dir="/tmp" if os.path.isdir("/tmp") else None)
+    return [f"{base}/0", f"{base}/1"]
+
+
+def _next(links: Links) -> list[Any]:
+    links.wait(None)
+    return links.messages.popleft()
+
+
 # ---- consumers (run in the spawned process) ------------------------------------------------------
-def ring_consumer(data_addr: str, back_addr: str) -> None:
-    ctx = zmq.Context()
-    pull = ctx.socket(zmq.PULL)
-    pull.bind(data_addr)
-    push = ctx.socket(zmq.PUSH)
-    push.connect(back_addr)
+def ring_consumer(paths: list[str]) -> None:
+    # the ring's notices and releases travel as in the executor: msgpack over the processes' Unix sockets
+    links = Links(paths[1], paths)
     cache = SegmentCache()
-    push.send(pack(["ready"]))
+    links.send(0, pack(["ready"]))
     while True:
-        msg = unpack(pull.recv())
+        msg = _next(links)
         if msg[0] == "end":
             break
         _, t0, seg, off, dtype, shape, slot = msg
@@ -59,11 +71,10 @@ def ring_consumer(data_addr: str, back_addr: str) -> None:
         _ = arr[0, 0, 0]
         t1 = time.monotonic_ns()
         del arr
-        push.send(pack(["r", slot, t1 - t0, t1]))
+        links.send(0, pack(["r", slot, t1 - t0, t1]))
     cache.close()
-    push.close(linger=1000)
-    pull.close()
-    ctx.term()
+    links.flush_all(1.0)
+    links.close()
 
 
 def queue_consumer(q: Any, back: Any) -> None:
@@ -102,15 +113,11 @@ def zmq_consumer(data_addr: str, back_addr: str) -> None:
 
 # ---- producers -----------------------------------------------------------------------------------
 def bench_ring(frames: list[np.ndarray], n_lat: int, n_tp: int, inplace: bool = False) -> tuple[list[int], float]:
-    ctx = zmq.Context()
-    back = ctx.socket(zmq.PULL)
-    back_addr, data_addr = _ipc("rb"), _ipc("rd")
-    back.bind(back_addr)
-    proc = mp.get_context("spawn").Process(target=ring_consumer, args=(data_addr, back_addr), daemon=True)
+    paths = _paths()
+    links = Links(paths[0], paths)
+    proc = mp.get_context("spawn").Process(target=ring_consumer, args=(paths,), daemon=True)
     proc.start()
-    push = ctx.socket(zmq.PUSH)
-    push.connect(data_addr)
-    back.recv()
+    _next(links)
     run_id = secrets.token_hex(4)
     names = iter(f"fg{run_id}_0_{i}" for i in range(1000))
     ring = Ring(lambda: next(names), nslots=4)
@@ -130,10 +137,10 @@ def bench_ring(frames: list[np.ndarray], n_lat: int, n_tp: int, inplace: bool = 
             gen, slot, offs = ring.write([frame])
             off = offs[0]
         slots[slot] = gen
-        push.send(pack(["d", t0, gen.name, off, frame.dtype.str, list(frame.shape), slot]))
+        links.send(1, pack(["d", t0, gen.name, off, frame.dtype.str, list(frame.shape), slot]))
 
     def take() -> list[Any]:
-        msg = unpack(back.recv())
+        msg = _next(links)
         ring.release(slots.pop(msg[1]), msg[1])
         return msg
 
@@ -152,15 +159,15 @@ def bench_ring(frames: list[np.ndarray], n_lat: int, n_tp: int, inplace: bool = 
             last = take()[3]
             done += 1
         fps = n_tp / ((last - start) / 1e9)
-        push.send(pack(["end"]))
+        links.send(1, pack(["end"]))
+        links.flush_all(1.0)
         proc.join(10)
     finally:
         ring.close()
         for name in leftover_segments(run_id):
             unlink_segment(name)
-        push.close(0)
-        back.close(0)
-        ctx.term()
+        links.close()
+        shutil.rmtree(os.path.dirname(paths[0]), ignore_errors=True)
     return lat, fps
 
 

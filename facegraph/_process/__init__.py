@@ -2,7 +2,8 @@
 
 ``execute_process`` has the contract of ``execute_inline`` (same results, same
 statistics); see ``_supervisor`` for the run's life cycle, ``_worker`` for a
-worker, ``_shm`` for segments and rings, ``_wire`` for the messages.
+worker, ``_shm`` for segments and rings, ``_wire`` for the messages, ``_links`` for the Unix sockets
+they travel over (zmq only serves the control socket).
 """
 
 from __future__ import annotations

@@ -30,9 +30,10 @@ from .._graph import Graph
 from .._ports import Packet
 from .._run import Result, RunOptions
 from .._stats import NodeStats, RunStats
+from ._links import POLLIN, Links
 from ._plan import THREAD_ENV, WorkerPlan, plan
 from ._shm import SegmentCache, leftover_segments, unlink_segment
-from ._wire import SHM, pack, unpack
+from ._wire import SHM, pack
 from ._worker import MAIN, worker_main
 
 log = logging.getLogger("facegraph")
@@ -88,18 +89,16 @@ class Supervisor:
         self.next_fid = 0
         self.completed = 0
         self.pending: list[list[Any]] = []
-        self.dir = tempfile.mkdtemp(prefix="fg")
+        self.dir = _private_dir()
         self.ctx = zmq.Context()
-        self.inbox = self.ctx.socket(zmq.PULL)
-        self.inbox.setsockopt(zmq.LINGER, 0)
-        self.addresses = [f"ipc://{self.dir}/0"] + [f"ipc://{self.dir}/{w.index}" for w in self.workers]
-        self.inbox.bind(self.addresses[0])
+        # the processes' own messages travel over Unix sockets (``_links``); zmq serves the control socket
+        self.addresses = [f"{self.dir}/0"] + [f"{self.dir}/{w.index}" for w in self.workers]
+        self.links = Links(self.addresses[0], self.addresses)
         self.control = self.ctx.socket(zmq.REP)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control_address = f"ipc://{self.dir}/control"
         self.control.bind(self.control_address)
         options.extra["control"] = self.control_address
-        self.peers: dict[int, zmq.Socket] = {}
         self.cache = SegmentCache()
         self.stop_timeout = float(options.extra.get("stop_timeout", 1.5))
         self.source_worker = self.workers[0].index
@@ -165,26 +164,20 @@ class Supervisor:
 
     # ---- messages ------------------------------------------------------------------------------
     def send(self, dest: int, data: bytes) -> None:
-        sock = self.peers.get(dest)
-        if sock is None:
-            sock = self.peers[dest] = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, 0)
-            sock.connect(self.addresses[dest])
-        try:
-            sock.send(data, zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # only when the peer is gone; the sentinel tells us that
+        self.links.send(dest, data)  # never blocks; dropped only when the peer is gone (its sentinel tells us)
 
     def poll(self, timeout_ms: int | None) -> list[list[Any]]:
         """Wait for messages, a worker's death or a control request; handle what does not concern the caller."""
         poller = zmq.Poller()
-        poller.register(self.inbox, zmq.POLLIN)
+        link_fds = self.links.fds()
+        for fd, ev in link_fds:
+            poller.register(fd, zmq.POLLIN if ev == POLLIN else zmq.POLLOUT)
         poller.register(self.control, zmq.POLLIN)
         running = {p.sentinel: i for i, p in self.procs.items() if i not in self.byes and p.exitcode is None}
         for fd in running:
             poller.register(fd, zmq.POLLIN)
         events = dict(poller.poll(timeout_ms))
+        self.links.on_events([(fd, ev) for fd, ev in link_fds if fd in events])
         out = self.drain()
         if self.control in events:
             self.answer_control()
@@ -195,11 +188,11 @@ class Supervisor:
 
     def drain(self) -> list[list[Any]]:
         out = []
+        messages = self.links.messages
         while True:
-            try:
-                msg = unpack(self.inbox.recv(zmq.NOBLOCK))
-            except zmq.Again:
+            if not messages and not self.links.wait(0):
                 return out
+            msg = messages.popleft()
             kind = msg[0]
             if kind == "seg":
                 self.segments.add(msg[1])
@@ -232,7 +225,7 @@ class Supervisor:
         proc.join(0.5)
         deadline = time.monotonic() + 0.3
         while index not in self.byes and self.failure is None and time.monotonic() < deadline:
-            if self.inbox.poll(50):  # an 'err' or 'bye' sent just before exiting may still be on its way
+            if self.links.wait(50):  # an 'err' or 'bye' sent just before exiting may still be on its way
                 self.pending.extend(self.drain())
         if index in self.byes or self.failure is not None:
             return
@@ -271,10 +264,8 @@ class Supervisor:
             "worker %s (%s) crashed: %s; restarting it (%d restart(s) left)",
             w.name, ", ".join(w.nodes), cause, self.restarts_left[index],
         )
-        self.addresses[index] = f"ipc://{self.dir}/{index}r{inc}"
-        sock = self.peers.pop(index, None)
-        if sock is not None:
-            sock.close(0)
+        self.addresses[index] = f"{self.dir}/{index}r{inc}"
+        self.links.forget(index)
         modules = sorted({self.graph.nodes[n].cls.__module__ for n in self.graph.nodes})
         cfg = self.worker_config(w, modules, inc)
         cfg["addresses"] = list(self.addresses)
@@ -425,6 +416,7 @@ class Supervisor:
                 self.cache.close()
                 for name in self.segments | set(leftover_segments(self.run_id)):
                     unlink_segment(name)
+                self.links.close()
                 self.ctx.destroy(linger=0)  # closes every socket first, so this never waits
                 shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -454,6 +446,15 @@ class Supervisor:
         self.stats.dropped = nodes[source_id].drops if source_id in nodes else 0
         self.stats.dropped += sum(self.lost_by_worker.values())
         self.stats.nodes = {nid: nodes[nid] for nid in self.graph.order() if nid in nodes}
+
+
+def _private_dir() -> str:
+    """The run's directory of sockets: private (mkdtemp makes it 0700), and short, since a Unix socket
+    path may not exceed 104 bytes on macOS (108 on Linux), where $TMPDIR can be long."""
+    base = tempfile.gettempdir()
+    if len(base) > 60 and os.path.isdir("/tmp"):
+        base = "/tmp"
+    return tempfile.mkdtemp(prefix="fg", dir=base)
 
 
 @contextmanager

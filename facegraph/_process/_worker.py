@@ -1,4 +1,4 @@
-"""One worker process: some nodes (one, a ``group:``, or the source), wired to the others by rings and zmq.
+"""One worker process: some nodes (one, a ``group:``, or the source), wired to the others by rings and Unix sockets.
 
 The worker rebuilds its nodes from their specs (type name + parameters) and runs
 them with the very ``NodeRunner``/``SourceRunner`` the inline executor uses, so
@@ -35,7 +35,6 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-import zmq
 
 from .._errors import NodeFailure
 from .._node import StopRun
@@ -43,8 +42,9 @@ from .._ports import Packet
 from .._registry import node_class
 from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from .._stats import NodeStats
+from ._links import Links
 from ._shm import Ring, SegmentCache
-from ._wire import SHM, pack, shm_able, small_field, unpack
+from ._wire import SHM, pack, shm_able, small_field
 
 log = logging.getLogger("facegraph")
 MAIN = 0
@@ -70,13 +70,7 @@ class Worker:
         self.ppid = os.getppid()
         self.incarnation: int = cfg.get("incarnation", 0)
         self.addresses: list[str] = list(cfg["addresses"])
-        self.ctx = zmq.Context(io_threads=1)
-        self.inbox = self.ctx.socket(zmq.PULL)
-        self.inbox.setsockopt(zmq.LINGER, 0)
-        self.inbox.bind(self.addresses[self.index])
-        self.poller = zmq.Poller()  # made once: a poll per packet is on the hot path
-        self.poller.register(self.inbox, zmq.POLLIN)
-        self.peers: dict[int, zmq.Socket] = {}
+        self.links = Links(self.addresses[self.index], self.addresses)
         self.backlog: deque[list[Any]] = deque()
         self.cache = SegmentCache()
         self.rings: dict[tuple[str, str], Ring] = {}
@@ -113,34 +107,27 @@ class Worker:
 
     # ---- sockets -------------------------------------------------------------------------------
     def send(self, dest: int, data: bytes) -> None:
-        sock = self.peers.get(dest)
-        if sock is None:
-            sock = self.peers[dest] = self.ctx.socket(zmq.PUSH)
-            sock.setsockopt(zmq.LINGER, 2000)
-            sock.connect(self.addresses[dest])
-        sock.send(data, copy=True)
-
-    def ready(self) -> bool:
-        """A message is waiting (no exception, no poller: the cheapest check zmq has)."""
-        return bool(self.inbox.getsockopt(zmq.EVENTS) & zmq.POLLIN)
+        self.links.send(dest, data)
 
     def recv(self) -> list[Any] | None:
         if self.backlog:
             return self.backlog.popleft()
-        if self.ready():
-            return unpack(self.inbox.recv())
+        links = self.links
+        if links.ready():
+            return links.messages.popleft()
         self.flush_releases()  # about to wait: the data path went first, now give back what we are done with
         while True:
-            if self.ready() or self.poller.poll(1000):
-                return unpack(self.inbox.recv())
+            if links.wait(1000):
+                return links.messages.popleft()
             if os.getppid() != self.ppid:  # the supervisor is gone: do not outlive it
                 self.stopping = True
                 return None
 
     def reclaim(self) -> None:
         """Take in pending releases (a ring found no free slot); keep everything else for later."""
-        while self.ready():
-            msg = unpack(self.inbox.recv())
+        messages = self.links.messages
+        while self.links.ready():
+            msg = messages.popleft()
             if msg[0] == "r":
                 self.on_release(msg)
             else:
@@ -224,10 +211,8 @@ class Worker:
             bye = ["bye", self.index, self.stats_dicts(), *usage(), self.admitted, busy, self.copied, self.incarnation]
             self.send(MAIN, pack(bye))
         finally:
-            for sock in self.peers.values():
-                sock.close()
-            self.inbox.close()
-            self.ctx.term()
+            self.links.flush_all(2.0)  # what is still in an outbox (the bye, above all) goes out first
+            self.links.close()
 
     def stats_dicts(self) -> dict[str, Any]:
         out = {}
@@ -288,10 +273,11 @@ class Worker:
             self.dispatch(node.id, [(p, EOS) for p in type(node).outputs])
 
     def drain(self) -> None:
+        links = self.links
         while not self.backlog:
-            if not self.ready():
+            if not links.ready():
                 return
-            self.handle(unpack(self.inbox.recv()))
+            self.handle(links.messages.popleft())
         while self.backlog:
             self.handle(self.backlog.popleft())
 
@@ -552,9 +538,7 @@ class Worker:
     # ---- restarts ------------------------------------------------------------------------------
     def on_peer_restarted(self, dead: int, address: str) -> None:
         """Worker ``dead`` crashed and runs again at ``address``: forget its holds, report what it was sent."""
-        sock = self.peers.pop(dead, None)
-        if sock is not None:
-            sock.close(0)  # what was queued for the dead one is lost with it
+        self.links.forget(dead)  # what was queued for the dead one is lost with it
         self.addresses[dead] = address
         for token, hold in list(self.out_holds.items()):
             if dead in hold[0]:

@@ -31,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="folder for the sinks' files (default ./facegraph-out/<graph name>-bench/)")
     parser.add_argument("--max-in-flight", type=int, help="frames inside the graph at once")
     parser.add_argument("--quiet", action="store_true", help="no table on the terminal")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="thread budget of each node under inline and in the sequential loop "
+                        "(default: every usable core; 1 is a loop that leaves libraries single-threaded)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -62,6 +65,7 @@ def main(args: argparse.Namespace) -> int:
         sequential=args.sequential,
         output_dir=out_dir,
         max_in_flight=args.max_in_flight,
+        threads=args.threads,
     )
     report = bench(graph, options)
     if not args.quiet:

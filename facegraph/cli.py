@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -93,8 +94,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.max_in_flight:
         options.max_in_flight = args.max_in_flight
     run = Run(graph, args.executor, options)
+    started = time.perf_counter()
+    first = last = None  # when the first and last frames came out: FPS without the start-up
     try:
         for _ in run:
+            last = time.perf_counter()
+            first = first or last
             bar.update()
     except KeyboardInterrupt:
         bar.close()
@@ -111,10 +116,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     summary = run.stats.summary()
     if not args.quiet:
         dropped = f", {summary['dropped']} dropped" if summary["dropped"] else ""
-        print(
-            f"facegraph: {summary['frames_out']} frames in {summary['wall_s']:.1f} s "
-            f"({summary['fps']:.1f} FPS{dropped}); outputs in {out_dir}"
-        )
+        frames = summary["frames_out"]
+        rate = ""
+        if first is not None and last is not None and frames > 1 and last > first:
+            rate = f", {(frames - 1) / (last - first):.1f} FPS after {first - started:.1f} s of start-up"
+        print(f"facegraph: {frames} frames in {summary['wall_s']:.1f} s{rate}{dropped}; outputs in {out_dir}")
     return 0
 
 

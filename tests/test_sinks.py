@@ -362,10 +362,12 @@ def test_zmq_publishes_msgpack_per_frame():
     fake = g.add("test.fakefaces", id="fake", frame=src.frame)
     g.add("sink.zmq", id="out", frame=src.frame, faces=fake.faces, landmarks=fake.landmarks, aus=fake.aus,
           pose=fake.pose, probs=fake.probs, address=address, settle=0.5)
-    facegraph.run(g).wait()
-    thread.join(10)
-    sub.close(0)
-    ctx.term()
+    try:
+        facegraph.run(g).wait()
+        thread.join(10)
+    finally:  # a context left open with a live socket would block interpreter exit in Context.__del__
+        sub.close(0)
+        ctx.term()
     assert received, "the subscriber got no message"
     assert [m["frame_id"] for m in received] == sorted(m["frame_id"] for m in received)
     msg = next(m for m in received if len(m["faces"]) == 2)

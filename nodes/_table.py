@@ -102,6 +102,20 @@ def _match(n: int, face_tids: np.ndarray | None, other: Packet | None, count: in
     return list(range(n)) if count == n else [None] * n
 
 
+def _rows_per_face(packets: dict[str, Packet | None]) -> dict[str, list[int | None]]:
+    """For each per-face input, which of its rows belongs to each face of ``faces`` (by track id, else by order)."""
+    faces = packets["faces"]
+    n = int(faces.boxes.shape[0])
+    tids = faces.get("track_id")
+    out = {}
+    for port, arr in (("landmarks", "points"), ("pose", "rotation"), ("aus", "intensity"), ("embeddings", "vec"),
+                      ("identities", "scores"), ("probs", "p")):
+        pkt = packets.get(port)
+        count = 0 if pkt is None else int(np.asarray(pkt[arr]).shape[0])
+        out[port] = _match(n, tids, pkt, count, None if pkt is None else pkt.get("track_id"))
+    return out
+
+
 def face_records(frame_id: int, packets: dict[str, Packet | None]) -> list[dict[str, Any]]:
     """One flat record per face, with OpenFace column names where OpenFace has the measure.
 
@@ -114,13 +128,9 @@ def face_records(frame_id: int, packets: dict[str, Packet | None]) -> list[dict[
     n = int(faces.boxes.shape[0])
     tids = faces.get("track_id")
     timestamp = None if frame is None else frame.get("timestamp")
-
-    def rows(pkt: Packet | None, arr: str) -> list[int | None]:
-        count = 0 if pkt is None else int(np.asarray(pkt[arr]).shape[0])
-        return _match(n, tids, pkt, count, None if pkt is None else pkt.get("track_id"))
-
-    m_lmk, m_pose, m_aus = rows(lmk, "points"), rows(pose, "rotation"), rows(aus, "intensity")
-    m_emb, m_ids, m_probs = rows(emb, "vec"), rows(ids, "scores"), rows(probs, "p")
+    rows = _rows_per_face(packets)
+    m_lmk, m_pose, m_aus = rows["landmarks"], rows["pose"], rows["aus"]
+    m_emb, m_ids, m_probs = rows["embeddings"], rows["identities"], rows["probs"]
     out = []
     for i in range(n):
         conf = float(faces.scores[i])
@@ -216,13 +226,9 @@ def nested_faces(packets: dict[str, Packet | None]) -> list[dict[str, Any]]:
     emb, ids, probs = (packets.get(k) for k in ("embeddings", "identities", "probs"))
     n = int(faces.boxes.shape[0])
     tids = faces.get("track_id")
-
-    def rows(pkt: Packet | None, arr: str) -> list[int | None]:
-        count = 0 if pkt is None else int(np.asarray(pkt[arr]).shape[0])
-        return _match(n, tids, pkt, count, None if pkt is None else pkt.get("track_id"))
-
-    m_lmk, m_pose, m_aus = rows(lmk, "points"), rows(pose, "rotation"), rows(aus, "intensity")
-    m_emb, m_ids, m_probs = rows(emb, "vec"), rows(ids, "scores"), rows(probs, "p")
+    rows = _rows_per_face(packets)
+    m_lmk, m_pose, m_aus = rows["landmarks"], rows["pose"], rows["aus"]
+    m_emb, m_ids, m_probs = rows["embeddings"], rows["identities"], rows["probs"]
     out = []
     for i in range(n):
         face: dict[str, Any] = {

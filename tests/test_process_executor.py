@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import psutil
 import pytest
+from _process_checks import children, nothing_left_behind  # noqa: F401 - autouse fixture
 
 import facegraph
 from facegraph import ANY, FRAME, Graph, Input, Node, Output, register
-from facegraph._process import segments_left_by_this_process
 from facegraph.testing import collect, results_equal
 
 
@@ -136,22 +135,6 @@ def test_allocated_outputs_travel_without_copy_and_come_back(group):
     assert copied.get("src.frame", 0) > 0  # the synthetic source makes plain arrays: those are copied
 
 
-def children() -> list[psutil.Process]:
-    out = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "resource_tracker" not in " ".join(proc.cmdline()):
-                out.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind():
-    yield
-    assert segments_left_by_this_process() == []
-    assert psutil.wait_procs(children(), timeout=3)[1] == []
 
 
 def source(g: Graph, frames: int = 12, **params: Any) -> Any:

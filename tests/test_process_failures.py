@@ -12,28 +12,11 @@ from typing import Any
 
 import psutil
 import pytest
+from _process_checks import children, nothing_left_behind  # noqa: F401 - autouse fixture
 
 import facegraph
 from facegraph import ANY, Graph, Input, Node, NodeFailure, Output, Param, register
-from facegraph._process import leftover_segments, segments_left_by_this_process
-
-
-def children() -> list[psutil.Process]:
-    out = []
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "resource_tracker" not in " ".join(proc.cmdline()):
-                out.append(proc)
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind():
-    yield
-    assert segments_left_by_this_process() == []
-    assert psutil.wait_procs(children(), timeout=3)[1] == []
+from facegraph._process import leftover_segments
 
 
 def slow_graph(frames: int = 300) -> Graph:

@@ -112,6 +112,20 @@ class Decode(Source):
     timeout = Param(float, 10.0, ge=0.1, doc="seconds a network stream may stay silent before it is an error")
     queue_size = Param(int, 4, ge=1, le=256, doc="decoded frames buffered ahead of the graph")
 
+    @classmethod
+    def requirements(cls, values: dict[str, Any]) -> list[str]:
+        """A file or folder that is not there is found before any worker starts (validate: a note; run: exit 2)."""
+        from pathlib import Path
+
+        from . import _video
+
+        spec = _video.classify(values["source"])
+        if spec.kind == "video" and not Path(spec.target).exists():
+            return [f"needs input '{spec.target}': no such file or folder (give one with --source)"]
+        if spec.kind == "images" and not spec.paths:
+            return [f"needs input '{spec.target}': no image matches (give a video, folder or glob with --source)"]
+        return []
+
     def open(self) -> None:
         from . import _video
 

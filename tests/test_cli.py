@@ -128,3 +128,15 @@ def test_models_not_fetched_are_notes_for_validate_and_errors_for_run(tmp_path, 
     assert main(["validate", "--strict", str(path)]) == 2
     assert main(["run", str(path), "--quiet", "--output", str(tmp_path / "o")]) == 2
     assert "needs model buffalo_l/w600k_r50" in capsys.readouterr().err
+
+
+def test_missing_input_video_is_refused_before_any_worker(tmp_path, capsys):
+    graph = tmp_path / "g.yaml"
+    graph.write_text("name: g\nnodes:\n  cam: {type: decode, params: {source: sample}}\n"
+                     "  tail: {type: passthrough, inputs: {value: cam.frame}}\n")
+    missing = tmp_path / "gone.mp4"
+    assert main(["run", str(graph), "--source", str(missing), "--quiet", "--output", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"facegraph: {graph}:3: node 'cam' (decode): needs input '{missing}': no such file or folder " \
+                  "(give one with --source)"
+    assert main(["validate", str(graph)]) == 0  # the graph's own source ('sample') is there

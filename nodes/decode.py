@@ -168,10 +168,21 @@ class Decode(Source):
     def _open_camera(self) -> None:
         import cv2
 
-        cap = cv2.VideoCapture(self.spec.target)
+        quiet = hasattr(cv2, "setLogLevel") and hasattr(cv2, "getLogLevel")
+        level = cv2.getLogLevel() if quiet else None
+        if quiet:
+            cv2.setLogLevel(0)  # silent: OpenCV's own probing noise; a failure is said once, below
+        try:
+            cap = cv2.VideoCapture(self.spec.target)
+        finally:
+            if quiet:
+                cv2.setLogLevel(level)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"camera {self.spec.target}: cannot open (no camera at that index, or it is in use)")
+            raise SourceError(
+                f"camera {self.spec.target}: cannot open (no camera at that index, or it is in use); "
+                "try --source sample or --source a video file"
+            )
         self._capture = cap
         native = cap.get(cv2.CAP_PROP_FPS)
         self._native_fps = self.fps or (native if native and 1 <= native <= 240 else 30.0)

@@ -53,6 +53,7 @@ class NodeRunner:
         self.validate = validate
         self.stats = NodeStats(node.id, self.cls.type_name)
         self._idle_since = time.monotonic_ns()
+        self._no_inputs: dict[str, Any] = dict.fromkeys(self.cls.inputs)  # copied per call: optional ports left None
 
     def feed(self, port: str, item: Item) -> list[Emission]:
         """Take one item arriving on ``port``; return what the node emits as a result."""
@@ -72,7 +73,7 @@ class NodeRunner:
         first = next(iter(slot.values()))
         frame_id, t_capture, source = first.frame_id, first.t_capture, first.source
         self.stats.packets_in += 1
-        kwargs: dict[str, Any] = {name: None for name in self.cls.inputs}
+        kwargs = self._no_inputs.copy()
         for port, item in slot.items():
             if isinstance(item, Skip):
                 if not self.cls.inputs[port].optional:
@@ -110,15 +111,16 @@ class NodeRunner:
                 frame_id=frame_id,
             )
         out: list[Emission] = []
-        unknown = set(produced) - set(self.cls.outputs)
-        if unknown:
-            raise NodeFailure(
-                self.node.id,
-                self.cls.type_name,
-                f"process() returned unknown output '{sorted(unknown)[0]}'; outputs: {', '.join(self.cls.outputs)}",
-                frame_id=frame_id,
-            )
-        for port, decl in self.cls.outputs.items():
+        outputs = self.cls.outputs
+        for port in produced:
+            if port not in outputs:
+                raise NodeFailure(
+                    self.node.id,
+                    self.cls.type_name,
+                    f"process() returned unknown output '{port}'; outputs: {', '.join(outputs)}",
+                    frame_id=frame_id,
+                )
+        for port, decl in outputs.items():
             fields = produced.get(port)
             if fields is None:
                 out.append((port, Skip(frame_id, t_capture, source)))

@@ -132,7 +132,8 @@ def test_allocated_outputs_travel_without_copy_and_come_back(group):
     assert "a.out" in busy and set(busy.values()) == {0}, busy  # every slot came back, the dropped ones too
     copied = run.options.extra.get("ring_copied_bytes", {})
     assert copied.get("a.out", 0) == 0 and copied.get("a.side", 0) == 0, copied  # made in place: no copy
-    assert copied.get("src.frame", 0) > 0  # the synthetic source makes plain arrays: those are copied
+    assert copied.get("src.frame", 0) == 0, copied  # the synthetic source draws into its slot too
+    assert copied.get("j.out", 0) > 0, copied  # a plain array a node returns is copied into the ring
 
 
 

@@ -25,8 +25,11 @@ SHM, PLAIN, PICKLED = 0, 1, 2
 _PLAIN_TYPES = (str, float, bool, bytes, type(None))
 
 
+_packer = msgpack.Packer(use_bin_type=True)  # one per process: packb() would build a Packer per message
+
+
 def pack(msg: list[Any]) -> bytes:
-    return msgpack.packb(msg, use_bin_type=True)
+    return _packer.pack(msg)
 
 
 def unpack(data: bytes) -> list[Any]:
@@ -51,8 +54,13 @@ def shm_able(v: Any) -> bool:
     return type(v) is np.ndarray and not v.dtype.hasobject and v.dtype.fields is None
 
 
+_SCALARS = (str, float, bool, type(None))
+
+
 def small_field(name: str, v: Any) -> list[Any]:
-    return [name, PLAIN, v] if is_plain(v) else [name, PICKLED, pickle.dumps(v, protocol=5)]
+    if type(v) in _SCALARS or is_plain(v):  # the common scalars without a call
+        return [name, PLAIN, v]
+    return [name, PICKLED, pickle.dumps(v, protocol=5)]
 
 
 def decode_fields(meta: list[list[Any]], cache: SegmentCache, copy: bool) -> tuple[dict[str, Any], list[np.ndarray]]:

@@ -23,6 +23,7 @@ crashed incarnation may have sent part of a frame's outputs.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import os
@@ -113,9 +114,11 @@ class Worker:
         if self.backlog:
             return self.backlog.popleft()
         links = self.links
-        if links.ready():
+        if links.messages:
             return links.messages.popleft()
-        self.flush_releases()  # about to wait: the data path went first, now give back what we are done with
+        # all that was read is handled: give back what we are done with, then wait (a poll that
+        # finds a message at once costs no more than the extra look this used to take first)
+        self.flush_releases()
         while True:
             if links.wait(1000):
                 return links.messages.popleft()
@@ -154,6 +157,7 @@ class Worker:
     def run(self) -> None:
         try:
             self.build()
+            gc.freeze()  # what the build made lives as long as the worker: keep it out of every collection
             self.send(MAIN, pack(["ready", self.index, self.incarnation]))
             while not self.stopping:
                 msg = self.recv()
@@ -511,7 +515,9 @@ class Worker:
             return
         del self.in_holds[key]
         for aid in hold[1]:
-            self.view_index.pop(aid, None)
+            entry = self.view_index.get(aid)
+            if entry is not None and entry[3] == key:  # a view object may come back under a newer hold
+                del self.view_index[aid]
         self.releases.setdefault(key[0], []).append(key[1])
 
     def flush_releases(self) -> None:

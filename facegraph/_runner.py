@@ -54,6 +54,8 @@ class NodeRunner:
         self.stats = NodeStats(node.id, self.cls.type_name)
         self._idle_since = time.monotonic_ns()
         self._no_inputs: dict[str, Any] = dict.fromkeys(self.cls.inputs)  # copied per call: optional ports left None
+        self._where = {port: f"output '{port}'" for port in self.cls.outputs}
+        self._single = len(self.connected) == 1
 
     def feed(self, port: str, item: Item) -> list[Emission]:
         """Take one item arriving on ``port``; return what the node emits as a result."""
@@ -62,6 +64,8 @@ class NodeRunner:
             if self.eos >= set(self.connected):
                 return self.finish()
             return []
+        if self._single:  # nothing to join
+            return self.call({port: item})
         slot = self.pending.setdefault(item.frame_id, {})
         slot[port] = item
         if len(slot) < len(self.connected):
@@ -127,7 +131,7 @@ class NodeRunner:
                 continue
             if self.validate:
                 try:
-                    fields = decl.type.validate(fields, where=f"output '{port}'")
+                    fields = decl.type.validate(fields, where=self._where[port])
                 except PortValueError as exc:
                     raise NodeFailure(self.node.id, self.cls.type_name, str(exc), frame_id=frame_id) from None
             out.append((port, Packet(frame_id, t_capture, source, fields)))

@@ -89,7 +89,8 @@ class Worker:
         self.held: list[list[Any]] = []  # what came before the fence
         self.in_holds: dict[tuple[int, int], list[Any]] = {}  # (sender, token) → [refs, [array ids]]
         self.frame_holds: dict[int, list[tuple[int, int]]] = {}
-        self.view_index: dict[int, tuple[np.ndarray, str, int, tuple[int, int]]] = {}
+        # id(view) → (view, its field as it came in [name, SHM, segment, offset, dtype, shape], hold)
+        self.view_index: dict[int, tuple[np.ndarray, list[Any], tuple[int, int]]] = {}
         self.releases: dict[int, list[int]] = {}  # sender → tokens to give back when we next go idle
         self.runners: dict[str, NodeRunner] = {}
         self.src: SourceRunner | None = None
@@ -183,8 +184,9 @@ class Worker:
             )
 
     def finished(self) -> bool:
-        nodes_done = all(r.closed for r in self.runners.values()) and (self.src is None or self.src.closed)
-        return nodes_done and not self.out_holds
+        if self.out_holds:  # packets still out there: the common case, checked first (this runs per message)
+            return False
+        return all(r.closed for r in self.runners.values()) and (self.src is None or self.src.closed)
 
     def cleanup(self) -> None:
         """Flush and close what is still open (sinks keep partial files), report, remove our segments."""
@@ -306,7 +308,7 @@ class Worker:
                 if item[1] == SHM:
                     arr = self.cache.view(item[2], item[3], item[4], item[5])
                     if token >= 0:
-                        self.view_index[id(arr)] = (arr, item[2], item[3], hold)
+                        self.view_index[id(arr)] = (arr, item, hold)
                         ids.append(id(arr))
                     fields[item[0]] = arr
                 else:
@@ -414,10 +416,11 @@ class Worker:
         for name, v in packet.fields.items():
             if shm_able(v):
                 entry = self.view_index.get(id(v))
-                if entry is not None and entry[0] is v:
-                    meta.append([name, SHM, entry[1], entry[2], v.dtype.str, list(v.shape)])
-                    if entry[3] not in children:
-                        children.append(entry[3])
+                if entry is not None and entry[0] is v:  # a view we were sent: pass on where it lies
+                    where = entry[1]
+                    meta.append([name, SHM, where[2], where[3], where[4], where[5]])
+                    if entry[2] not in children:
+                        children.append(entry[2])
                     continue
                 made = self.allocated.get(id(v)) if self.allocated else None
                 if made is not None and made[0] is v and made[1] == node_id and made[2] == port:
@@ -516,7 +519,7 @@ class Worker:
         del self.in_holds[key]
         for aid in hold[1]:
             entry = self.view_index.get(aid)
-            if entry is not None and entry[3] == key:  # a view object may come back under a newer hold
+            if entry is not None and entry[2] == key:  # a view object may come back under a newer hold
                 del self.view_index[aid]
         self.releases.setdefault(key[0], []).append(key[1])
 
@@ -528,15 +531,16 @@ class Worker:
 
     def release_frames(self) -> None:
         """Give back the inputs (and own slots) of every frame no node of this worker still waits on."""
+        waiting = [r.pending for r in self.runners.values() if r.pending]  # usually none: no join half done
         if self.frame_holds:
             for fid in list(self.frame_holds):
-                if any(fid in r.pending for r in self.runners.values()):
+                if waiting and any(fid in p for p in waiting):
                     continue
                 for key in self.frame_holds.pop(fid):
                     self.unref(key)
         if self.local_tokens:
             for fid in list(self.local_tokens):
-                if any(fid in r.pending for r in self.runners.values()):
+                if waiting and any(fid in p for p in waiting):
                     continue
                 for token in self.local_tokens.pop(fid):
                     self.on_release(["r", self.index, token])

@@ -54,13 +54,8 @@ def shm_able(v: Any) -> bool:
     return type(v) is np.ndarray and not v.dtype.hasobject and v.dtype.fields is None
 
 
-_SCALARS = (str, float, bool, type(None))
-
-
 def small_field(name: str, v: Any) -> list[Any]:
-    if type(v) in _SCALARS or is_plain(v):  # the common scalars without a call
-        return [name, PLAIN, v]
-    return [name, PICKLED, pickle.dumps(v, protocol=5)]
+    return [name, PLAIN, v] if is_plain(v) else [name, PICKLED, pickle.dumps(v, protocol=5)]
 
 
 def decode_fields(meta: list[list[Any]], cache: SegmentCache, copy: bool) -> tuple[dict[str, Any], list[np.ndarray]]:

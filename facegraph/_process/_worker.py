@@ -117,9 +117,7 @@ class Worker:
         links = self.links
         if links.messages:
             return links.messages.popleft()
-        # all that was read is handled: give back what we are done with, then wait (a poll that
-        # finds a message at once costs no more than the extra look this used to take first)
-        self.flush_releases()
+        self.flush_releases()  # all that was read is handled: give back what we are done with, then wait
         while True:
             if links.wait(1000):
                 return links.messages.popleft()

@@ -56,6 +56,9 @@ class NodeRunner:
         self._no_inputs: dict[str, Any] = dict.fromkeys(self.cls.inputs)  # copied per call: optional ports left None
         self._where = {port: f"output '{port}'" for port in self.cls.outputs}
         self._single = len(self.connected) == 1
+        # ports whose values are checked against their type (``Any`` accepts everything: nothing to do)
+        self._checked = {p: d.type for p, d in self.cls.outputs.items() if validate and d.type.name != "Any"}
+        self._outputs = tuple(self.cls.outputs)
 
     def feed(self, port: str, item: Item) -> list[Emission]:
         """Take one item arriving on ``port``; return what the node emits as a result."""
@@ -65,6 +68,8 @@ class NodeRunner:
                 return self.finish()
             return []
         if self._single:  # nothing to join
+            if type(item) is Packet:  # the common case, kept short: it runs once per node per frame
+                return self._call_one(port, item)
             return self.call({port: item})
         slot = self.pending.setdefault(item.frame_id, {})
         slot[port] = item
@@ -72,6 +77,13 @@ class NodeRunner:
             return []
         del self.pending[item.frame_id]
         return self.call(slot)
+
+    def _call_one(self, port: str, packet: Packet) -> list[Emission]:
+        """``call`` for a node fed by one connected input that holds data."""
+        self.stats.packets_in += 1
+        kwargs = self._no_inputs.copy()
+        kwargs[port] = packet
+        return self._run(kwargs, packet.frame_id, packet.t_capture, packet.source)
 
     def call(self, slot: dict[str, Packet | Skip]) -> list[Emission]:
         first = next(iter(slot.values()))
@@ -84,6 +96,9 @@ class NodeRunner:
                     return self._skip_all(frame_id, t_capture, source)
                 continue
             kwargs[port] = item
+        return self._run(kwargs, frame_id, t_capture, source)
+
+    def _run(self, kwargs: dict[str, Any], frame_id: int, t_capture: int, source: str) -> list[Emission]:
         start = time.monotonic_ns()
         waited = start - self._idle_since
         try:
@@ -106,36 +121,42 @@ class NodeRunner:
         return self._emit(produced, frame_id, t_capture, source)
 
     def _emit(self, produced: Any, frame_id: int, t_capture: int, source: str) -> list[Emission]:
-        produced = produced or {}
-        if not isinstance(produced, dict):
-            raise NodeFailure(
-                self.node.id,
-                self.cls.type_name,
-                f"process() must return a dict of output port → fields or None, got {type(produced).__name__}",
-                frame_id=frame_id,
-            )
-        out: list[Emission] = []
-        outputs = self.cls.outputs
-        for port in produced:
-            if port not in outputs:
+        if type(produced) is not dict:
+            if produced is None:
+                produced = {}
+            elif not isinstance(produced, dict):
                 raise NodeFailure(
                     self.node.id,
                     self.cls.type_name,
-                    f"process() returned unknown output '{port}'; outputs: {', '.join(outputs)}",
+                    f"process() must return a dict of output port → fields or None, got {type(produced).__name__}",
                     frame_id=frame_id,
                 )
-        for port, decl in outputs.items():
+        out: list[Emission] = []
+        if not produced.keys() <= self.cls.outputs.keys():
+            unknown = next(p for p in produced if p not in self.cls.outputs)
+            raise NodeFailure(
+                self.node.id,
+                self.cls.type_name,
+                f"process() returned unknown output '{unknown}'; outputs: {', '.join(self.cls.outputs)}",
+                frame_id=frame_id,
+            )
+        checked = self._checked
+        sent = 0
+        for port in self._outputs:
             fields = produced.get(port)
             if fields is None:
                 out.append((port, Skip(frame_id, t_capture, source)))
                 continue
-            if self.validate:
+            if port in checked:
                 try:
-                    fields = decl.type.validate(fields, where=self._where[port])
+                    fields = checked[port].validate(fields, where=self._where[port])
                 except PortValueError as exc:
                     raise NodeFailure(self.node.id, self.cls.type_name, str(exc), frame_id=frame_id) from None
+            elif type(fields) is not dict and self.validate:  # ``Any``: any mapping, kept as a dict
+                fields = self.cls.outputs[port].type.validate(fields, where=self._where[port])
             out.append((port, Packet(frame_id, t_capture, source, fields)))
-            self.stats.packets_out += 1
+            sent += 1
+        self.stats.packets_out += sent
         return out
 
     def _skip_all(self, frame_id: int, t_capture: int, source: str) -> list[Emission]:

@@ -87,3 +87,16 @@ def plan(graph: Graph, wanted: list[OutputRef]) -> tuple[list[WorkerPlan], set[s
         wants = max(getattr(graph.nodes[n].cls, "threads", 1) for n in w.nodes)
         w.threads = min(share, wants) if wants > 1 else share
     return workers, collected
+
+
+def edge_keys(graph: Graph) -> list[str]:
+    """Every ``node.port`` (and ``sink.`` for a sink's completion) in a fixed order: messages name an edge by
+    its index here, so a hop unpacks and hashes no strings to route a packet."""
+    keys = []
+    for nid in graph.order():
+        cls = graph.nodes[nid].cls
+        keys += [f"{nid}.{port}" for port in cls.outputs]
+        if not cls.outputs and not cls.is_source():
+            keys.append(f"{nid}.")
+    return keys
+

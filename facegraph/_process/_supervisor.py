@@ -31,7 +31,7 @@ from .._ports import Packet
 from .._run import Result, RunOptions
 from .._stats import NodeStats, RunStats
 from ._links import POLLIN, Links
-from ._plan import THREAD_ENV, WorkerPlan, plan
+from ._plan import THREAD_ENV, WorkerPlan, edge_keys, plan
 from ._shm import SegmentCache, leftover_segments, unlink_segment
 from ._wire import SHM, pack
 from ._worker import MAIN, worker_main
@@ -80,6 +80,7 @@ class Supervisor:
         self.wanted = list(options.outputs or graph.leaf_outputs())
         self.wanted_keys = {str(r) for r in self.wanted}
         self.workers, self.collected = plan(graph, self.wanted)
+        self.edges = edge_keys(graph)  # data, skip and end messages name their edge by its index here
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.byes: dict[int, list[Any]] = {}
         self.live: dict[int, list[Any]] = {}
@@ -150,6 +151,7 @@ class Supervisor:
             "addresses": self.addresses,
             "modules": [m for m in modules if m != "__main__"],
             "nodes": nodes,
+            "edges": self.edges,
             "local": w.local,
             "remote": w.remote,
             "to_main": w.to_main,
@@ -338,17 +340,17 @@ class Supervisor:
             for msg in msgs:
                 kind = msg[0]
                 if kind == "d":
-                    _, sender, token, node, port, fid, t, source, meta = msg
+                    _, sender, token, eid, fid, t, source, meta = msg
                     entry = self.frame(fid, t, source)
-                    key = f"{node}.{port}"
+                    key = self.edges[eid]
                     if key in self.wanted_keys:
                         entry[3][key] = Packet(fid, t, source, self.copy_fields(meta))
                     if token >= 0:
                         releases.setdefault(sender, []).append(token)
                     entry[2].add(key)
                 elif kind == "s":
-                    entry = self.frame(msg[3], msg[4], msg[5])
-                    entry[2].add(f"{msg[1]}.{msg[2]}")
+                    entry = self.frame(msg[2], msg[3], msg[4])
+                    entry[2].add(self.edges[msg[1]])
                 elif kind == "start":
                     self.source_live = bool(msg[2]) if len(msg) > 2 else False
                     restartable = [n for i, k in self.restarts_left.items() if k for n in self.workers[i - 1].nodes]

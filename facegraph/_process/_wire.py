@@ -1,11 +1,12 @@
 """Messages between processes: msgpack lists, tagged by their first item.
 
-Data ``["d", sender, token, node, port, frame_id, t_capture, source, fields]``
-where each field is ``[name, 0, segment, offset, dtype, shape]`` (an array in
-shared memory), ``[name, 1, value]`` (a plain msgpack value) or
+Data ``["d", sender, token, edge, frame_id, t_capture, source, fields]``, where
+``edge`` indexes the run's list of ``node.port`` keys (``sink.`` for a sink's
+completion) and each field is ``[name, 0, segment, offset, dtype, shape]`` (an
+array in shared memory), ``[name, 1, value]`` (a plain msgpack value) or
 ``[name, 2, pickle]`` (anything else: tuples, numpy scalars, object arrays, so a
-value comes back exactly as it left). Skip ``["s", node, port, frame_id, t_capture,
-source]``, end of stream ``["e", node, port]``, release ``["r", receiver, token, ...]``,
+value comes back exactly as it left). Skip ``["s", edge, frame_id, t_capture,
+source]``, end of stream ``["e", edge]``, release ``["r", receiver, token, ...]``,
 credit ``["c", n]``, go ``["g"]``, stop ``["x"]``, halt (source: stop reading) ``["h"]``,
 a peer restarted ``["k", worker, address]``, a restarted worker's fence ``["fence", lo, cut, eos_keys]``.
 Worker → supervisor: ``ready``, ``seg``, ``start``, ``err``, ``stopreq``, ``live``, ``fenced``, ``bye``.

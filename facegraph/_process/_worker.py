@@ -81,10 +81,8 @@ class Worker:
         self.allocated: dict[int, tuple[Any, ...]] = {}  # id(array) → (array, node, port, ring, gen, slot)
         self.copied: dict[str, int] = {}  # "node.port" → bytes copied into its ring (not made in place)
         self.local_tokens: dict[int, list[int]] = {}  # frame_id → tokens held for consumers in this worker
-        self.last_seen: dict[str, int] = {}  # "node.port" → last frame_id delivered from it
         self.sent_last: dict[int, int] = {}  # worker → last frame_id sent to it (for a restart's fence)
-        self.eos_sent: dict[int, set[str]] = {}  # worker → "node.port" keys whose end of stream it got
-        self.floor = -1  # a restarted worker ignores frames up to the fence
+        self.eos_sent: dict[int, set[int]] = {}  # worker → edges whose end of stream it got
         self.fenced = self.incarnation == 0
         self.held: list[list[Any]] = []  # what came before the fence
         self.in_holds: dict[tuple[int, int], list[Any]] = {}  # (sender, token) → [refs, [array ids]]
@@ -101,11 +99,19 @@ class Worker:
         self.admitted = 0
         self.bye_sent = False
         self.last_live = time.monotonic()
-        # routing tables, keys "node.port"
-        self.local: dict[str, list[tuple[str, str]]] = {k: [tuple(x) for x in v] for k, v in cfg["local"].items()}
-        self.remote: dict[str, list[int]] = cfg["remote"]
-        self.to_main: dict[str, str] = cfg["to_main"]  # "data" or "done"
-        self.sinks: set[str] = set(cfg["sinks"])
+        # routing: messages name an edge ("node.port") by its index in cfg["edges"]
+        self.edges: list[str] = cfg["edges"]
+        self.eid = {key: i for i, key in enumerate(self.edges)}
+        local = cfg["local"]
+        self.consumers: list[list[tuple[str, str]]] = [[tuple(x) for x in local.get(k, ())] for k in self.edges]
+        self.last_seen = [-1] * len(self.edges)  # per edge: last frame_id delivered (a restart raises them all)
+        self.routes: dict[str, dict[str, Route]] = {}  # node → output port → where its packets go
+        for spec in cfg["nodes"]:
+            for key in [k for k in self.edges if k.rpartition(".")[0] == spec["id"] and not k.endswith(".")]:
+                route = Route(key, self.eid[key], cfg["remote"].get(key, ()), cfg["to_main"].get(key), self.consumers)
+                self.routes.setdefault(spec["id"], {})[route.port] = route
+        self.sinks: dict[str, int] = {nid: self.eid[f"{nid}."] for nid in cfg["sinks"]}
+        self.joiners: list[NodeRunner] = []  # runners with several inputs: the only ones that hold frames back
 
     # ---- sockets -------------------------------------------------------------------------------
     def send(self, dest: int, data: bytes) -> None:
@@ -151,7 +157,10 @@ class Worker:
             if self.nodes[spec["id"]].is_source():
                 self.src = SourceRunner(self.nodes[spec["id"]])
             else:
-                self.runners[spec["id"]] = NodeRunner(self.nodes[spec["id"]], spec["connected"], self.cfg["validate"])
+                runner = NodeRunner(self.nodes[spec["id"]], spec["connected"], self.cfg["validate"])
+                self.runners[spec["id"]] = runner
+                if len(runner.connected) > 1:
+                    self.joiners.append(runner)
 
     def run(self) -> None:
         try:
@@ -289,49 +298,25 @@ class Worker:
     def handle(self, msg: list[Any]) -> None:
         kind = msg[0]
         if kind == "d":
-            if not self.fenced:
+            if self.fenced:
+                self.on_data(msg)
+            else:
                 self.held.append(msg)
-                return
-            _, sender, token, node, port, fid, t, source, meta = msg
-            key = f"{node}.{port}"
-            if fid <= self.last_seen.get(key, self.floor):  # lost in a restart, or already had it
-                if token >= 0:
-                    self.releases.setdefault(sender, []).append(token)
-                return
-            self.last_seen[key] = fid
-            fields: dict[str, Any] = {}
-            hold = (sender, token)
-            ids: list[int] = []
-            for item in meta:
-                if item[1] == SHM:
-                    arr = self.cache.view(item[2], item[3], item[4], item[5])
-                    if token >= 0:
-                        self.view_index[id(arr)] = (arr, item, hold)
-                        ids.append(id(arr))
-                    fields[item[0]] = arr
-                else:
-                    fields[item[0]] = _small(item)
-            if token >= 0:
-                self.in_holds[hold] = [1, ids]
-                self.frame_holds.setdefault(fid, []).append(hold)
-            self.deliver(key, Packet(fid, t, source, fields))
-            self.release_frames()
         elif kind == "s":
             if not self.fenced:
                 self.held.append(msg)
                 return
-            _, node, port, fid, t, source = msg
-            key = f"{node}.{port}"
-            if fid <= self.last_seen.get(key, self.floor):
+            _, eid, fid, t, source = msg
+            if fid <= self.last_seen[eid]:
                 return
-            self.last_seen[key] = fid
-            self.deliver(key, Skip(fid, t, source))
+            self.last_seen[eid] = fid
+            self.deliver(eid, Skip(fid, t, source))
             self.release_frames()
         elif kind == "e":
             if not self.fenced:
                 self.held.append(msg)
                 return
-            self.deliver(f"{msg[1]}.{msg[2]}", EOS)
+            self.deliver(msg[1], EOS)
         elif kind == "r":
             self.on_release(msg)
         elif kind == "c":
@@ -345,8 +330,51 @@ class Worker:
         elif kind == "fence":
             self.on_fence(msg[1], msg[2], msg[3])
 
-    def deliver(self, key: str, item: Any) -> None:
-        for consumer, in_port in self.local.get(key, ()):
+    def on_data(self, msg: list[Any]) -> None:
+        """A packet from another worker: its arrays become views of the sender's slot, held until we are done.
+
+        The path every frame takes at every hop, written to touch little: a worker that waited for
+        its input runs with cold caches, and each object visited costs microseconds then.
+        """
+        _, sender, token, eid, fid, t, source, meta = msg
+        if fid <= self.last_seen[eid]:  # lost in a restart, or already had it
+            if token >= 0:
+                self.releases.setdefault(sender, []).append(token)
+            return
+        self.last_seen[eid] = fid
+        fields: dict[str, Any] = {}
+        if token < 0:  # nothing in shared memory
+            for item in meta:
+                fields[item[0]] = _small(item)
+        else:
+            hold = (sender, token)
+            ids: list[int] = []
+            views = self.cache.views
+            index = self.view_index
+            for item in meta:
+                if item[1] == SHM:
+                    arr = views.get((item[2], item[3], item[4], *item[5]))
+                    if arr is None:
+                        arr = self.cache.view(item[2], item[3], item[4], item[5])
+                    index[id(arr)] = (arr, item, hold)
+                    ids.append(id(arr))
+                    fields[item[0]] = arr
+                else:
+                    fields[item[0]] = _small(item)
+            self.in_holds[hold] = [1, ids]
+        packet = Packet(fid, t, source, fields)
+        for consumer, in_port in self.consumers[eid]:
+            self.feed(consumer, in_port, packet)
+        if token >= 0:
+            if any(r.pending for r in self.joiners):  # a join still needs it: release with its frame
+                self.frame_holds.setdefault(fid, []).append(hold)
+            else:
+                self.unref(hold)
+        if self.frame_holds or self.local_tokens:
+            self.release_frames()
+
+    def deliver(self, eid: int, item: Any) -> None:
+        for consumer, in_port in self.consumers[eid]:
             self.feed(consumer, in_port, item)
 
     def feed(self, consumer: str, in_port: str, item: Any) -> None:
@@ -359,67 +387,61 @@ class Worker:
         if consumer in self.sinks:
             if isinstance(item, EndOfStream):
                 if runner.closed:
-                    self.send(MAIN, pack(["e", consumer, ""]))
+                    self.send(MAIN, pack(["e", self.sinks[consumer]]))
             elif item.frame_id not in runner.pending:
-                self.send(MAIN, pack(["s", consumer, "", item.frame_id, item.t_capture, item.source]))
+                self.send(MAIN, pack(["s", self.sinks[consumer], item.frame_id, item.t_capture, item.source]))
         if produced:
             self.dispatch(consumer, produced)
         if self.allocated:
             self.release_unclaimed(consumer)
 
     def dispatch(self, node_id: str, emissions: list[tuple[str, Any]]) -> None:
+        routes = self.routes[node_id]
         for port, item in emissions:
-            key = f"{node_id}.{port}"
-            dests = self.remote.get(key, ())
-            main = self.to_main.get(key)
-            if isinstance(item, EndOfStream):
-                data = pack(["e", node_id, port])
-                for d in dests:
+            route = routes[port]
+            if type(item) is Packet or isinstance(item, Packet):
+                if route.targets:
+                    token, meta = self.encode(node_id, port, item, route)
+                    data = pack(["d", self.index, token, route.eid, item.frame_id, item.t_capture, item.source, meta])
+                    for d in route.targets:
+                        self.send(d, data)
+                    for d in route.dests:
+                        self.sent_last[d] = item.frame_id
+                if route.done:  # the supervisor counts the frame done here; it does not take the data
+                    self.send(MAIN, pack(["s", route.eid, item.frame_id, item.t_capture, item.source]))
+            elif isinstance(item, EndOfStream):
+                data = pack(["e", route.eid])
+                for d in route.dests:
                     self.send(d, data)
-                    self.eos_sent.setdefault(d, set()).add(key)
-                if main:
-                    self.send(MAIN, data)
-            elif isinstance(item, Skip) or (main == "done" and not dests):
-                data = pack(["s", node_id, port, item.frame_id, item.t_capture, item.source])
-                for d in dests:
-                    self.send(d, data)
-                    self.sent_last[d] = item.frame_id
-                if main:
+                    self.eos_sent.setdefault(d, set()).add(route.eid)
+                if route.main:
                     self.send(MAIN, data)
             else:
-                targets = list(dests)
-                if main == "data":
-                    targets.append(MAIN)
-                elif main == "done":
-                    self.send(MAIN, pack(["s", node_id, port, item.frame_id, item.t_capture, item.source]))
-                if targets:
-                    token, meta = self.encode(node_id, port, item, targets, key)
-                    data = pack(
-                        ["d", self.index, token, node_id, port, item.frame_id, item.t_capture, item.source, meta]
-                    )
-                    for d in targets:
-                        self.send(d, data)
-                    for d in dests:
-                        self.sent_last[d] = item.frame_id
-            self.deliver(key, item)
+                data = pack(["s", route.eid, item.frame_id, item.t_capture, item.source])
+                for d in route.dests:
+                    self.send(d, data)
+                    self.sent_last[d] = item.frame_id
+                if route.main:
+                    self.send(MAIN, data)
+            for consumer, in_port in route.local:
+                self.feed(consumer, in_port, item)
 
-    def encode(
-        self, node_id: str, port: str, packet: Packet, targets: list[int], key: str
-    ) -> tuple[int, list[Any]]:
+    def encode(self, node_id: str, port: str, packet: Packet, route: Route) -> tuple[int, list[Any]]:
         meta: list[Any] = []
         fresh: list[tuple[int, np.ndarray]] = []
         slots: list[tuple[Ring, Any, int]] = []
         claimed: list[int] = []
         children: list[tuple[int, int]] = []
+        index = self.view_index
         for name, v in packet.fields.items():
+            entry = index.get(id(v))
+            if entry is not None and entry[0] is v:  # a view we were sent: pass on where it lies
+                where = entry[1]
+                meta.append(where if where[0] == name else [name, SHM, where[2], where[3], where[4], where[5]])
+                if entry[2] not in children:
+                    children.append(entry[2])
+                continue
             if shm_able(v):
-                entry = self.view_index.get(id(v))
-                if entry is not None and entry[0] is v:  # a view we were sent: pass on where it lies
-                    where = entry[1]
-                    meta.append([name, SHM, where[2], where[3], where[4], where[5]])
-                    if entry[2] not in children:
-                        children.append(entry[2])
-                    continue
                 made = self.allocated.get(id(v)) if self.allocated else None
                 if made is not None and made[0] is v and made[1] == node_id and made[2] == port:
                     # made in its slot: announce where it lies, copy nothing (the slot stays claimed by
@@ -437,6 +459,7 @@ class Worker:
         for aid in claimed:
             self.allocated.pop(aid, None)
         if fresh:
+            key = route.key
             self.copied[key] = self.copied.get(key, 0) + sum(a.nbytes for _, a in fresh)
             ring = self.ring(node_id, port)
             gen, slot, offsets = ring.write([a for _, a in fresh], self.reclaim)
@@ -448,8 +471,8 @@ class Worker:
             return -1, meta
         token = self.next_token
         self.next_token += 1
-        holders = list(targets)
-        if slots and self.local.get(key):
+        holders = list(route.targets)
+        if slots and route.local:
             # consumers in this worker read the slot too, maybe after a join waited: hold it for them
             holders.append(self.index)
             self.local_tokens.setdefault(packet.frame_id, []).append(token)
@@ -467,8 +490,8 @@ class Worker:
     def allocate(self, node_id: str, port: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
         """``Node.output_array`` here: a view of a fresh slot of the port's ring, when the port leaves this worker."""
         dtype = np.dtype(dtype)
-        key = f"{node_id}.{port}"
-        if dtype.hasobject or dtype.fields is not None or not (self.remote.get(key) or self.to_main.get(key) == "data"):
+        route = self.routes[node_id][port]
+        if dtype.hasobject or dtype.fields is not None or not route.targets:
             return np.empty(shape, dtype)  # never travels through a ring: a plain array is cheaper
         ring = self.ring(node_id, port)
         gen, slot, arr = ring.array(shape, dtype, self.reclaim)
@@ -529,7 +552,7 @@ class Worker:
 
     def release_frames(self) -> None:
         """Give back the inputs (and own slots) of every frame no node of this worker still waits on."""
-        waiting = [r.pending for r in self.runners.values() if r.pending]  # usually none: no join half done
+        waiting = [r.pending for r in self.joiners if r.pending]  # usually none: no join half done
         if self.frame_holds:
             for fid in list(self.frame_holds):
                 if waiting and any(fid in p for p in waiting):
@@ -562,22 +585,39 @@ class Worker:
             for spec in self.cfg["nodes"]:
                 nid = spec["id"]
                 if nid in self.sinks:
-                    self.send(MAIN, pack(["s", nid, "", fid, 0, ""]))
-                for port in type(self.nodes[nid]).outputs:
-                    key = f"{nid}.{port}"
-                    data = pack(["s", nid, port, fid, 0, ""])
-                    for d in self.remote.get(key, ()):
+                    self.send(MAIN, pack(["s", self.sinks[nid], fid, 0, ""]))
+                for route in self.routes.get(nid, {}).values():
+                    data = pack(["s", route.eid, fid, 0, ""])
+                    for d in route.dests:
                         self.send(d, data)
                         self.sent_last[d] = fid
-                    if key in self.to_main:
+                    if route.main:
                         self.send(MAIN, data)
-        self.floor = cut
+        self.last_seen = [max(seen, cut) for seen in self.last_seen]  # frames up to the fence are gone
         self.fenced = True
         held, self.held = self.held, []
         for msg in held:
             self.handle(msg)
-        for key in eos_keys:
-            self.deliver(key, EOS)
+        for eid in eos_keys:
+            self.deliver(eid, EOS)
+
+
+class Route:
+    """Where one output port's packets go: other workers, the supervisor, nodes of this worker."""
+
+    __slots__ = ("dests", "done", "eid", "key", "local", "main", "port", "targets")
+
+    def __init__(
+        self, key: str, eid: int, dests: list[int], main: str | None, consumers: list[list[tuple[str, str]]]
+    ) -> None:
+        self.key = key
+        self.port = key.rpartition(".")[2]
+        self.eid = eid
+        self.dests = tuple(dests)
+        self.main = main  # "data": the supervisor takes the packets; "done": only that the frame got here
+        self.done = main == "done"
+        self.targets = (*self.dests, MAIN) if main == "data" else self.dests  # who gets a data message
+        self.local = consumers[eid]
 
 
 def _small(item: list[Any]) -> Any:

@@ -69,7 +69,10 @@ class NodeRunner:
             return []
         if self._single:  # nothing to join
             if type(item) is Packet:  # the common case, kept short: it runs once per node per frame
-                return self._call_one(port, item)
+                self.stats.packets_in += 1
+                kwargs = self._no_inputs.copy()
+                kwargs[port] = item
+                return self._run(kwargs, item.frame_id, item.t_capture, item.source)
             return self.call({port: item})
         slot = self.pending.setdefault(item.frame_id, {})
         slot[port] = item
@@ -77,13 +80,6 @@ class NodeRunner:
             return []
         del self.pending[item.frame_id]
         return self.call(slot)
-
-    def _call_one(self, port: str, packet: Packet) -> list[Emission]:
-        """``call`` for a node fed by one connected input that holds data."""
-        self.stats.packets_in += 1
-        kwargs = self._no_inputs.copy()
-        kwargs[port] = packet
-        return self._run(kwargs, packet.frame_id, packet.t_capture, packet.source)
 
     def call(self, slot: dict[str, Packet | Skip]) -> list[Emission]:
         first = next(iter(slot.values()))

@@ -21,22 +21,34 @@ class NodeStats:
     packets_out: int = 0
     skipped: int = 0
     drops: int = 0
-    service_ns: array = field(default_factory=lambda: array("q"))
-    wait_ns: array = field(default_factory=lambda: array("q"))
     latency_ns: array = field(default_factory=lambda: array("q"))
-    span_start_ns: array = field(default_factory=lambda: array("q"))
-    span_frame: array = field(default_factory=lambda: array("q"))
+    # per process() call: start, service time, time waited for input, frame id, flat; one array so that
+    # recording a call touches one object (it runs at every node for every frame)
+    spans: array = field(default_factory=lambda: array("q"))
     worker: str = ""
     pid: int = 0
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
 
     def record(self, start: int, end: int, waited: int, frame_id: int) -> None:
-        if len(self.service_ns) < MAX_SPANS:
-            self.service_ns.append(end - start)
-            self.wait_ns.append(max(waited, 0))
-            self.span_start_ns.append(start)
-            self.span_frame.append(frame_id)
+        if len(self.spans) < 4 * MAX_SPANS:
+            self.spans.extend((start, end - start, waited if waited > 0 else 0, frame_id))
+
+    @property
+    def span_start_ns(self) -> array:
+        return self.spans[0::4]
+
+    @property
+    def service_ns(self) -> array:
+        return self.spans[1::4]
+
+    @property
+    def wait_ns(self) -> array:
+        return self.spans[2::4]
+
+    @property
+    def span_frame(self) -> array:
+        return self.spans[3::4]
 
     def record_latency(self, ns: int) -> None:
         if len(self.latency_ns) < MAX_SPANS:
@@ -51,11 +63,8 @@ class NodeStats:
             "packets_out": self.packets_out,
             "skipped": self.skipped,
             "drops": self.drops,
-            "service_ns": self.service_ns.tobytes(),
-            "wait_ns": self.wait_ns.tobytes(),
             "latency_ns": self.latency_ns.tobytes(),
-            "span_start_ns": self.span_start_ns.tobytes(),
-            "span_frame": self.span_frame.tobytes(),
+            "spans": self.spans.tobytes(),
             "worker": self.worker,
             "pid": self.pid,
             "cpu_s": self.cpu_s,
@@ -65,7 +74,7 @@ class NodeStats:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeStats:
         arrays = {}
-        for key in ("service_ns", "wait_ns", "latency_ns", "span_start_ns", "span_frame"):
+        for key in ("latency_ns", "spans"):
             arr = array("q")
             arr.frombytes(data[key])
             arrays[key] = arr

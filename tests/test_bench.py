@@ -173,6 +173,6 @@ def test_chrome_trace_structure():
 
 
 def test_empty_arrays_do_not_break_the_summary():
-    stats = NodeStats("n", "fake", service_ns=array("q"))
+    stats = NodeStats("n", "fake", spans=array("q"))
     assert node_summary(stats, 0)["service_ms_mean"] == 0.0
     assert chrome_trace({"n": stats})["traceEvents"][0]["ph"] == "M"

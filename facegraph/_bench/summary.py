@@ -102,9 +102,10 @@ def delivery_latencies(deliveries: Sequence[Delivery], warmup: int) -> dict[int,
 
 def node_summary(stats: NodeStats, first_frame: int, usage: Usage | None = None) -> dict[str, Any]:
     """Service and wait times of the spans from ``first_frame`` on; counts over the whole run."""
-    keep = [i for i, f in enumerate(stats.span_frame) if f >= first_frame]
-    service = [stats.service_ns[i] for i in keep]
-    wait = [stats.wait_ns[i] for i in keep]
+    spans = stats.spans
+    keep = [i for i in range(0, len(spans), 4) if spans[i + 3] >= first_frame]
+    service = [spans[i + 1] for i in keep]
+    wait = [spans[i + 2] for i in keep]
     is_source = stats.packets_in == 0 and stats.packets_out > 0
     cpu_s = stats.cpu_s or (usage.cpu_s if usage else 0.0)
     rss = stats.peak_rss_mb or (usage.peak_rss_mb if usage else 0.0)

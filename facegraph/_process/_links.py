@@ -63,6 +63,8 @@ class Links:
         self.out_fds: dict[int, int] = {}  # fd of a connection out with an outbox → process index
         self.outbox: dict[int, bytearray] = {}  # process index → bytes the kernel has not taken yet
         self.messages: deque[list[Any]] = deque()
+        self._buf = bytearray(_READ)  # reads land here: no fresh 256 KB bytes object per read
+        self._view = memoryview(self._buf)
 
     # ---- sending -------------------------------------------------------------------------------
     def send(self, dest: int, data: bytes) -> None:
@@ -191,17 +193,17 @@ class Links:
     def _read(self, fd: int) -> None:
         sock, unpacker = self.ins[fd]
         try:
-            data = sock.recv(_READ)
+            n = sock.recv_into(self._buf)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            data = b""
-        if not data:  # the peer closed (it ended, or died): anything it sent was read before
+            n = 0
+        if not n:  # the peer closed (it ended, or died): anything it sent was read before
             self.poller.unregister(fd)
             del self.ins[fd]
             sock.close()
             return
-        unpacker.feed(data)
+        unpacker.feed(self._view[:n])
         self.messages.extend(unpacker)
 
     def close(self) -> None:

@@ -45,10 +45,11 @@ from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_nod
 from .._stats import NodeStats
 from ._links import Links
 from ._shm import Ring, SegmentCache
-from ._wire import SHM, pack, shm_able, small_field
+from ._wire import PLAIN, SHM, pack, shm_able, small_field
 
 log = logging.getLogger("facegraph")
 MAIN = 0
+_SCALARS = (float, str, bool, type(None))  # msgpack brings these back equal and of the same type
 
 
 def worker_main(cfg: dict[str, Any]) -> None:
@@ -72,6 +73,7 @@ class Worker:
         self.incarnation: int = cfg.get("incarnation", 0)
         self.addresses: list[str] = list(cfg["addresses"])
         self.links = Links(self.addresses[self.index], self.addresses)
+        self.send = self.links.send  # (dest, bytes): never blocks
         self.backlog: deque[list[Any]] = deque()
         self.cache = SegmentCache()
         self.rings: dict[tuple[str, str], Ring] = {}
@@ -114,9 +116,6 @@ class Worker:
         self.joiners: list[NodeRunner] = []  # runners with several inputs: the only ones that hold frames back
 
     # ---- sockets -------------------------------------------------------------------------------
-    def send(self, dest: int, data: bytes) -> None:
-        self.links.send(dest, data)
-
     def recv(self) -> list[Any] | None:
         if self.backlog:
             return self.backlog.popleft()
@@ -454,6 +453,8 @@ class Worker:
                     continue
                 fresh.append((len(meta), v))
                 meta.append([name, SHM, "", 0, v.dtype.str, list(v.shape)])
+            elif type(v) in _SCALARS:
+                meta.append([name, PLAIN, v])
             else:
                 meta.append(small_field(name, v))
         for aid in claimed:

@@ -28,7 +28,9 @@ class SyntheticVideo(Source):
 
     def frames(self) -> Iterator[dict[str, Any]]:
         base = np.linspace(0, 80, self.width, dtype=np.float32)[None, :, None]
-        background = np.broadcast_to(base, (self.height, self.width, 3)).astype(np.uint8)
+        # C order, explicitly: astype() of the broadcast view keeps its (column-major) strides, and copying
+        # that into each frame was a transposing copy, 20 ms at 1080p instead of 0.6 ms
+        background = np.broadcast_to(base, (self.height, self.width, 3)).astype(np.uint8, order="C")
         side = max(4, min(self.width, self.height) // 5)
         period = 1.0 / self.fps
         start = time.monotonic()

@@ -141,3 +141,23 @@ def test_nodes_opened_before_a_failing_open_are_closed():
     with pytest.raises(NodeFailure, match=r"node 'bad' \(test.cannot_open\) failed: could not open: OSError"):
         collect(g, "inline")
     assert LOG == ["open mix", "close mix"]
+
+
+def test_synthetic_frames_are_drawn_from_a_c_ordered_background(monkeypatch):
+    # regression: the background was column-major, so every frame was a transposing copy (20 ms at 1080p)
+    copies = []
+    real_copyto = np.copyto
+
+    def watch(dst, src, *args, **kwargs):
+        copies.append(src.flags["C_CONTIGUOUS"])
+        return real_copyto(dst, src, *args, **kwargs)
+
+    monkeypatch.setattr(np, "copyto", watch)
+    g = Graph("synth")
+    g.add("synthetic", id="src", frames_total=3, width=64, height=48)
+    images = [r["src.frame"].image for r in facegraph.run(g, executor="inline", outputs=["src.frame"])]
+    assert copies and all(copies)
+    assert all(img.shape == (48, 64, 3) for img in images)
+    assert not np.array_equal(images[0], images[1])  # the square moved
+    assert images[0][0, 0].tolist() == [40, 200, 255]  # the square, in the top-left corner at frame 0
+    assert images[0][-1, 0].tolist() == [0, 0, 0] and images[0][-1, -1].tolist() == [80, 80, 80]  # the gradient

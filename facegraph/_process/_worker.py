@@ -27,6 +27,7 @@ import gc
 import importlib
 import logging
 import os
+import pickle
 import resource
 import signal
 import sys
@@ -622,9 +623,7 @@ class Route:
 
 
 def _small(item: list[Any]) -> Any:
-    import pickle
-
-    return item[2] if item[1] == 1 else pickle.loads(item[2])
+    return item[2] if item[1] == PLAIN else pickle.loads(item[2])
 
 
 def usage() -> tuple[float, float]:

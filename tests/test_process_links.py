@@ -34,6 +34,30 @@ def test_messages_arrive_in_order(tmp_path):
         b.close()
 
 
+def test_messages_split_across_reads_and_read_one_by_one_keep_their_order(tmp_path):
+    """Reads that end inside a message, hold several, or exactly one: each message comes out whole, in order."""
+    a, b, _ = pair(tmp_path)
+    sizes = [10, 300_000, 5, 700_000, 1, 1, 270_000, 3] * 3
+    got: list = []
+
+    def take() -> int:  # what a worker does: handle what came in, then read again
+        got.extend(b.messages)
+        b.messages.clear()
+        return len(got)
+
+    try:
+        for i, size in enumerate(sizes):
+            a.send(1, pack(["d", i, b"\x07" * size]))
+            if i % 3 == 0:  # sometimes read between sends: single whole messages, not only coalesced ones
+                pump(a, b, until=lambda: take() > 0)
+        pump(a, b, until=lambda: take() == len(sizes))
+        assert [m[1] for m in got] == list(range(len(sizes)))
+        assert [len(m[2]) for m in got] == sizes
+    finally:
+        a.close()
+        b.close()
+
+
 def test_big_messages_both_ways_never_block(tmp_path):
     """Far more than the socket buffers hold, sent both ways before either side reads: no send waits."""
     a, b, _ = pair(tmp_path)

@@ -56,7 +56,7 @@ class NodeRunner:
         self._no_inputs: dict[str, Any] = dict.fromkeys(self.cls.inputs)  # copied per call: optional ports left None
         self._where = {port: f"output '{port}'" for port in self.cls.outputs}
         self._single = len(self.connected) == 1
-        # ports whose values are checked against their type (``Any`` accepts everything: nothing to do)
+        # ports whose values are checked against their type (``Any`` accepts everything: only copied)
         self._checked = {p: d.type for p, d in self.cls.outputs.items() if validate and d.type.name != "Any"}
         self._outputs = tuple(self.cls.outputs)
 
@@ -148,8 +148,8 @@ class NodeRunner:
                     fields = checked[port].validate(fields, where=self._where[port])
                 except PortValueError as exc:
                     raise NodeFailure(self.node.id, self.cls.type_name, str(exc), frame_id=frame_id) from None
-            elif type(fields) is not dict and self.validate:  # ``Any``: any mapping, kept as a dict
-                fields = self.cls.outputs[port].type.validate(fields, where=self._where[port])
+            elif self.validate:  # ``Any``: a copy, so a node that reuses its dict cannot change what it sent
+                fields = dict(fields)
             out.append((port, Packet(frame_id, t_capture, source, fields)))
             sent += 1
         self.stats.packets_out += sent

@@ -33,7 +33,7 @@ from .._stats import NodeStats, RunStats
 from ._links import POLLIN, Links
 from ._plan import THREAD_ENV, WorkerPlan, edge_keys, plan
 from ._shm import SegmentCache, leftover_segments, unlink_segment
-from ._wire import SHM, pack
+from ._wire import copy_fields, pack
 from ._worker import MAIN, worker_main
 
 log = logging.getLogger("facegraph")
@@ -344,7 +344,7 @@ class Supervisor:
                     entry = self.frame(fid, t, source)
                     key = self.edges[eid]
                     if key in self.wanted_keys:
-                        entry[3][key] = Packet(fid, t, source, self.copy_fields(meta))
+                        entry[3][key] = Packet(fid, t, source, copy_fields(meta, self.cache))
                     if token >= 0:
                         releases.setdefault(sender, []).append(token)
                     entry[2].add(key)
@@ -381,18 +381,6 @@ class Supervisor:
             entry = self.frames[fid] = [t, source, set(), {}]
         return entry
 
-    def copy_fields(self, meta: list[list[Any]]) -> dict[str, Any]:
-        import pickle
-
-        fields: dict[str, Any] = {}
-        for item in meta:
-            if item[1] == SHM:
-                fields[item[0]] = self.cache.view(item[2], item[3], item[4], item[5]).copy()
-            elif item[1] == 1:
-                fields[item[0]] = item[2]
-            else:
-                fields[item[0]] = pickle.loads(item[2])
-        return fields
 
     # ---- the end -------------------------------------------------------------------------------
     def shutdown(self) -> None:

@@ -54,24 +54,19 @@ def shm_able(v: Any) -> bool:
 
 
 def small_field(name: str, v: Any) -> list[Any]:
-    return [name, PLAIN, v] if is_plain(v) else [name, PICKLED, pickle.dumps(v, protocol=5)]
+    if type(v) in _PLAIN_TYPES or is_plain(v):  # the type test first: most small fields are plain scalars
+        return [name, PLAIN, v]
+    return [name, PICKLED, pickle.dumps(v, protocol=5)]
 
 
-def decode_fields(meta: list[list[Any]], cache: SegmentCache, copy: bool) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Fields of a data message; arrays are read-only shared views unless ``copy``."""
-    fields: dict[str, Any] = {}
-    views: list[np.ndarray] = []
-    for item in meta:
-        kind = item[1]
-        if kind == SHM:
-            arr = cache.view(item[2], item[3], item[4], item[5])
-            if copy:
-                arr = arr.copy()
-            else:
-                views.append(arr)
-            fields[item[0]] = arr
-        elif kind == PLAIN:
-            fields[item[0]] = item[2]
-        else:
-            fields[item[0]] = pickle.loads(item[2])
-    return fields, views
+def small_value(item: list[Any]) -> Any:
+    """The value of a ``[name, PLAIN | PICKLED, value]`` field."""
+    return item[2] if item[1] == PLAIN else pickle.loads(item[2])
+
+
+def copy_fields(meta: list[list[Any]], cache: SegmentCache) -> dict[str, Any]:
+    """Fields of a data message as values of their own: arrays copied out of the sender's slot."""
+    return {
+        item[0]: cache.view(item[2], item[3], item[4], item[5]).copy() if item[1] == SHM else small_value(item)
+        for item in meta
+    }

@@ -27,7 +27,6 @@ import gc
 import importlib
 import logging
 import os
-import pickle
 import resource
 import signal
 import sys
@@ -46,11 +45,10 @@ from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_nod
 from .._stats import NodeStats
 from ._links import Links
 from ._shm import Ring, SegmentCache
-from ._wire import PLAIN, SHM, pack, shm_able, small_field
+from ._wire import SHM, pack, shm_able, small_field, small_value
 
 log = logging.getLogger("facegraph")
 MAIN = 0
-_SCALARS = (float, str, bool, type(None))  # msgpack brings these back equal and of the same type
 
 
 def worker_main(cfg: dict[str, Any]) -> None:
@@ -345,7 +343,7 @@ class Worker:
         fields: dict[str, Any] = {}
         if token < 0:  # nothing in shared memory
             for item in meta:
-                fields[item[0]] = _small(item)
+                fields[item[0]] = small_value(item)
         else:
             hold = (sender, token)
             ids: list[int] = []
@@ -360,7 +358,7 @@ class Worker:
                     ids.append(id(arr))
                     fields[item[0]] = arr
                 else:
-                    fields[item[0]] = _small(item)
+                    fields[item[0]] = small_value(item)
             self.in_holds[hold] = [1, ids]
         packet = Packet(fid, t, source, fields)
         for consumer, in_port in self.consumers[eid]:
@@ -454,8 +452,6 @@ class Worker:
                     continue
                 fresh.append((len(meta), v))
                 meta.append([name, SHM, "", 0, v.dtype.str, list(v.shape)])
-            elif type(v) in _SCALARS:
-                meta.append([name, PLAIN, v])
             else:
                 meta.append(small_field(name, v))
         for aid in claimed:
@@ -620,10 +616,6 @@ class Route:
         self.done = main == "done"
         self.targets = (*self.dests, MAIN) if main == "data" else self.dests  # who gets a data message
         self.local = consumers[eid]
-
-
-def _small(item: list[Any]) -> Any:
-    return item[2] if item[1] == PLAIN else pickle.loads(item[2])
 
 
 def usage() -> tuple[float, float]:

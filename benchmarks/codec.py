@@ -42,7 +42,7 @@ def synthetic(width: int, height: int, n: int) -> list[np.ndarray]:
 
 
 def encode(width: int, height: int, n: int, path: Path, threads: int) -> float:
-    from facegraph.nodes._video import VideoWriter
+    from facegraph.nodes.io._video import VideoWriter
 
     frames = synthetic(width, height, min(n, 30))
     writer = VideoWriter(path, threads=threads)
@@ -54,7 +54,7 @@ def encode(width: int, height: int, n: int, path: Path, threads: int) -> float:
 
 
 def decode(path: Path, n: int, threads: int) -> tuple[float, int]:
-    from facegraph.nodes.decode import Decode
+    from facegraph.nodes.io.decode import Decode
 
     from facegraph import RunContext
 

@@ -35,8 +35,8 @@ def read_frames(path: Path, start: int = 0, stop: int | None = None) -> list[np.
 
 
 def measure(frames: list[np.ndarray], every: int, people: int) -> dict:
-    from facegraph.nodes.detect import Detect
-    from facegraph.nodes.landmarks import Landmarks
+    from facegraph.nodes.face.detect import Detect
+    from facegraph.nodes.face.landmarks import Landmarks
 
     from facegraph import Packet
 

@@ -1,7 +1,10 @@
 """facegraph: a streaming dataflow graph engine for real-time face analysis.
 
 The engine (this package) knows packets, typed ports, nodes, graphs, executors
-and the tools around them; the face-analysis nodes live in ``facegraph.nodes``.
+and the tools around them, and of port types only ``Frame`` and ``Any``. It
+imports nothing of the face stack: the built-in face-analysis nodes and the face
+port types are a node package that the registry loads
+like any plug-in, the way a third party's nodes are loaded.
 """
 
 from __future__ import annotations
@@ -22,16 +25,7 @@ from ._graph import Graph, NodeHandle, NodeSpec, OutputRef
 from ._node import Input, Node, Output, Param, RunContext, Source, StopRun
 from ._ports import (
     ANY,
-    AUS,
-    CROPS,
-    EMBEDDINGS,
-    FACES,
     FRAME,
-    IDENTITIES,
-    LANDMARKS,
-    POSE,
-    PROBS,
-    WINDOW,
     Field,
     Packet,
     PortType,
@@ -47,16 +41,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANY",
-    "AUS",
-    "CROPS",
-    "EMBEDDINGS",
-    "FACES",
     "FRAME",
-    "IDENTITIES",
-    "LANDMARKS",
-    "POSE",
-    "PROBS",
-    "WINDOW",
     "FacegraphError",
     "Field",
     "Graph",

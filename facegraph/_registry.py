@@ -39,7 +39,10 @@ def _load_all() -> None:
     if _loaded:
         return
     _loaded = True
-    importlib.import_module("facegraph.nodes")
+    try:  # the built-in face nodes: a package like any plug-in, absent from an engine-only install
+        importlib.import_module("facegraph.nodes")
+    except ImportError as exc:
+        log.warning("built-in face nodes not loaded (%s); engine nodes and plug-ins only", exc)
     for ep in entry_points(group="facegraph.nodes"):
         try:
             obj = ep.load()

@@ -1,8 +1,15 @@
 """facegraph's built-in face-analysis nodes, installed as ``facegraph.nodes``.
 
-Importing this package registers every node type. Each node module imports its
-heavy libraries (OpenCV, PyAV, ONNX Runtime, mediapipe) inside ``open()`` or
-lazily, so listing and validating graphs stays fast.
+Rooms: ``types`` (the face port types, public), ``io`` (sources and sinks),
+``face`` (detection, landmarks, tracking, pose, alignment, AUs, overlay),
+``models`` (nodes that run a trained network, and their loaders), ``nets``
+(torch definitions) and ``training`` (trainers, data preparation, evaluation).
+
+Importing this package registers every node type: each module of ``io``,
+``face`` and ``models`` whose name has no leading underscore is imported.
+``nets`` and ``training`` need torch and define no nodes, so they are skipped.
+Node modules import their heavy libraries (OpenCV, PyAV, ONNX Runtime,
+mediapipe) inside ``open()`` or lazily, so listing and validating graphs stays fast.
 """
 
 from __future__ import annotations
@@ -10,6 +17,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_") and not _module.ispkg:
-        importlib.import_module(f"{__name__}.{_module.name}")
+from facegraph._bench.machine import register_provider_facts
+
+from . import types  # noqa: F401  - the face port types register their names first
+from .models import _onnx
+
+NODE_ROOMS = ("io", "face", "models")
+
+for _room in NODE_ROOMS:
+    _package = importlib.import_module(f"{__name__}.{_room}")
+    for _module in pkgutil.iter_modules(_package.__path__):
+        if not _module.name.startswith("_") and not _module.ispkg:
+            importlib.import_module(f"{_package.__name__}.{_module.name}")
+
+register_provider_facts(_onnx.provider_facts, packages=_onnx.SPEED_PACKAGES)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from facegraph.nodes import _align
-from facegraph.nodes.align import Align
+from facegraph.nodes.face import _align
+from facegraph.nodes.face.align import Align
 
 from facegraph import ParamError
 from facegraph.testing import run_node
@@ -134,3 +134,61 @@ def test_input_frame_is_not_written():
     frame.setflags(write=False)
     run_node(Align(), {"frame": {"image": frame}, "faces": _faces(_align.ARCFACE_112[None])})
     assert (frame == 77).all()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # scikit-image's estimate(), inside insightface
+@pytest.mark.parametrize("size", [112, 128])
+def test_one_arcface_alignment_equals_insightface_norm_crop(size):
+    """The module the node and the gallery builder share, against insightface: within 0.5 px, same pixels."""
+    pytest.importorskip("skimage", reason="insightface's face_align needs scikit-image")
+    from insightface.utils import face_align
+
+    import cv2
+
+    rng = np.random.default_rng(size)
+    # smooth like a photo: on raw noise a 1e-6 matrix difference can flip OpenCV's 1/32-px bin and a pixel by 7
+    image = cv2.GaussianBlur(rng.integers(0, 255, (400, 500, 3), dtype=np.uint8), (0, 0), 3)
+    for _ in range(5):
+        m = _rot(rng.uniform(-30, 30), rng.uniform(0.8, 2.5), tuple(rng.uniform(50, 250, 2)))
+        kps = (_align.transform_points(_align.ARCFACE_112, m) + rng.normal(0, 2, (5, 2))).astype(np.float32)
+        crop, ours = _align.align(image, kps, size)
+        theirs = face_align.estimate_norm(kps, size)
+        # where each keypoint lands in the crop, ours against insightface's
+        moved = np.abs(_align.transform_points(kps, ours) - _align.transform_points(kps, theirs)).max()
+        assert moved < 0.5
+        assert np.abs(crop.astype(int) - face_align.norm_crop(image, kps, size).astype(int)).max() <= 1
+
+
+def test_gallery_builder_crops_with_the_same_alignment(monkeypatch):
+    """identify's gallery photos go through face/_align.py: a 4-point detection lands on the template's 5."""
+    from facegraph.nodes.face import _align as shared
+    from facegraph.nodes.models import _gallery
+
+    calls = []
+
+    def spy(image, kps, size=112):
+        calls.append(len(kps))
+        return shared.arcface_matrix(kps, size), None
+
+    class Detection:  # what mediapipe's FaceDetection gives for one face
+        def __init__(self, points):
+            box = type("Box", (), {"width": 0.5})()
+            self.location_data = type("Loc", (), {
+                "relative_bounding_box": box,
+                "relative_keypoints": [type("K", (), {"x": x / 400, "y": y / 300})() for x, y in points],
+            })()
+
+    m = _rot(10.0, 1.5, (120.0, 40.0))
+    five = _align.transform_points(_align.ARCFACE_112, m)
+    four = np.vstack([five[:3], five[3:5].mean(0)])
+    finder = _gallery.FaceFinder.__new__(_gallery.FaceFinder)
+    finder.detector = type("D", (), {"process": lambda self, rgb: type("R", (), {"detections": [Detection(four)]})()})()
+    monkeypatch.setattr(shared, "align", spy)
+    matrix = finder(np.zeros((300, 400, 3), np.uint8))
+    assert calls == [4]
+    np.testing.assert_allclose(_align.transform_points(five, matrix), _align.ARCFACE_112, atol=0.5)
+
+
+def test_align_needs_four_or_five_keypoints():
+    with pytest.raises(ValueError, match="4 or 5 keypoints"):
+        _align.align(np.zeros((50, 50, 3), np.uint8), np.zeros((2, 2), np.float32))

@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
-from facegraph.nodes import _au_geometry as g
-from facegraph.nodes import _headpose as hp
-from facegraph.nodes.au import AU
+from facegraph.nodes.face import _au_geometry as g
+from facegraph.nodes.face import _headpose as hp
+from facegraph.nodes.face.au import AU
 
 from facegraph.testing import run_node, run_node_frames
 
@@ -170,7 +170,7 @@ def test_onnx_backend_on_crops_agrees_with_torch(tmp_path, n):
 @pytest.mark.parametrize("n", [0, 1, 3])
 def test_onnx_backend_on_landmarks_agrees_with_torch(tmp_path, n):
     torch = pytest.importorskip("torch")
-    from facegraph.nodes.au import landmark_input
+    from facegraph.nodes.face.au import landmark_input
 
     torch.manual_seed(1)
     net = torch.nn.Sequential(torch.nn.Linear(136, 32), torch.nn.Tanh(), torch.nn.Linear(32, 17)).eval()

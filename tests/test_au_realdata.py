@@ -16,9 +16,9 @@ import functools
 
 import numpy as np
 import pytest
-from facegraph.nodes._au_geometry import ESTIMATED
-from facegraph.nodes.au import AU
-from facegraph.nodes.pose import Pose
+from facegraph.nodes.face._au_geometry import ESTIMATED
+from facegraph.nodes.face.au import AU
+from facegraph.nodes.face.pose import Pose
 
 from facegraph.testing import run_node_frames
 
@@ -35,7 +35,7 @@ def _landmarks(path: str, max_frames: int, keep: tuple[int, ...] | None = None) 
     is not in ``keep``), and (W, H)."""
     av = pytest.importorskip("av")
     mp = pytest.importorskip("mediapipe")
-    from facegraph.nodes._facemesh import to_ibug68
+    from facegraph.nodes.face._facemesh import to_ibug68
 
     mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1, refine_landmarks=False)
     out = []

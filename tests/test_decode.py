@@ -14,8 +14,8 @@ from pathlib import Path
 import facegraph.nodes
 import numpy as np
 import pytest
-from facegraph.nodes import _video
-from facegraph.nodes.decode import Decode
+from facegraph.nodes.io import _video
+from facegraph.nodes.io.decode import Decode
 
 import facegraph
 from facegraph import NodeFailure, SourceError

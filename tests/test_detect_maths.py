@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from facegraph.nodes import _blazeface as bf
-from facegraph.nodes import _scrfd
-from facegraph.nodes._nms import iou_matrix, nms, weighted_nms
+from facegraph.nodes.face import _blazeface as bf
+from facegraph.nodes.face import _scrfd
+from facegraph.nodes.face._nms import iou_matrix, nms, weighted_nms
 
 
 @pytest.mark.parametrize(("cfg", "count"), [(bf.SHORT_RANGE, 896), (bf.FULL_RANGE, 2304)])

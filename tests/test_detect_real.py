@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from _face_video import read_frames, run_chain
-from facegraph.nodes.detect import Detect
-from facegraph.nodes.landmarks import Landmarks
+from facegraph.nodes.face.detect import Detect
+from facegraph.nodes.face.landmarks import Landmarks
 
 from facegraph import ModelError, ParamError
 from facegraph.testing import run_node

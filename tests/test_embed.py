@@ -14,7 +14,7 @@ from facegraph.testing import run_node, run_node_frames
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from facegraph.nodes import _arcface  # noqa: E402
+from facegraph.nodes.models import _arcface  # noqa: E402
 from facegraph.nodes.nets.iresnet import export_onnx, iresnet  # noqa: E402
 
 
@@ -124,28 +124,6 @@ def test_found_in_models_folder_by_name(tiny, tmp_path, monkeypatch):
     assert cls.requirements(cls.check_params({"model": "w600k_mbf"})) == []
     out = run_node(cls(model="buffalo_s/w600k_mbf"), {"crops": crops_of(2)})["embeddings"]
     assert out["vec"].shape == (2, 32)
-
-
-def test_similarity_transform_recovers_a_known_warp():
-    rng = np.random.default_rng(0)
-    src = rng.uniform(0, 200, (5, 2))
-    angle, scale, shift = 0.3, 0.7, np.array([5.0, -3.0])
-    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    dst = src @ rot.T + shift
-    m = _arcface.similarity_transform(src, dst)
-    np.testing.assert_allclose(m[:, :2], rot, atol=1e-5)
-    np.testing.assert_allclose(m[:, 2], shift, atol=1e-4)
-
-
-def test_align_puts_keypoints_on_the_template():
-    image = np.zeros((300, 400, 3), np.uint8)
-    kps = _arcface.ARCFACE_TEMPLATE * 2.0 + np.array([100.0, 50.0], np.float32)
-    crop, m = _arcface.align(image, kps)
-    assert crop.shape == (112, 112, 3)
-    mapped = kps @ m[:, :2].T + m[:, 2]
-    np.testing.assert_allclose(mapped, _arcface.ARCFACE_TEMPLATE, atol=1e-3)
-    with pytest.raises(ValueError):
-        _arcface.align(image, kps[:2])
 
 
 def test_bad_metadata_is_a_model_error():

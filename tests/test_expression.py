@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 cv2 = pytest.importorskip("cv2")
 
-from facegraph.nodes._crops import CropSpec, prepare, to_bgr_uint8  # noqa: E402
-from facegraph.nodes.expression import Expression  # noqa: E402
+from facegraph.nodes.models._crops import CropSpec, prepare, to_bgr_uint8  # noqa: E402
+from facegraph.nodes.models.expression import Expression  # noqa: E402
 from facegraph.nodes.nets.expression import FER_LABELS, ExpressionConfig, ExpressionNet, export_onnx  # noqa: E402
 
 from facegraph.testing import run_node  # noqa: E402

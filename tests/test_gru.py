@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from facegraph.nodes.gru import GRU  # noqa: E402
+from facegraph.nodes.models.gru import GRU  # noqa: E402
 from facegraph.nodes.nets.gru import GRUConfig, TemporalGRU, export_onnx  # noqa: E402
 
 from facegraph import NodeFailure  # noqa: E402

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 import pytest
-from facegraph.nodes import _gallery
+from facegraph.nodes.models import _gallery
 
 from facegraph import FacegraphError, node_class
 from facegraph.testing import run_node, run_node_frames
@@ -126,7 +126,7 @@ def folder_gallery(tmp_path):
 
 def test_folder_gallery_is_built_cached_and_rebuilt(folder_gallery, tiny_model):
     import cv2
-    from facegraph.nodes._arcface import Embedder
+    from facegraph.nodes.models._arcface import Embedder
 
     embedder = Embedder(tiny_model)
     probes = np.stack([face_images(2, 3)[2], face_images(1, 3)[2], face_images(3, 2)[1]])

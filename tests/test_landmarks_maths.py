@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from facegraph.nodes import _facemesh as fm
+from facegraph.nodes.face import _facemesh as fm
 
 
 def test_ibug_table_is_68_unique_mesh_indices():

@@ -75,7 +75,7 @@ def test_missing_model_message(models_dir):
 
 
 def test_onnx_resolve_model_accepts_names(models_dir):
-    from facegraph.nodes._onnx import resolve_model
+    from facegraph.nodes.models._onnx import resolve_model
 
     with pytest.raises(ModelError, match="facegraph models fetch buffalo_l"):
         resolve_model("buffalo_l/w600k_r50")

@@ -6,9 +6,9 @@ import itertools
 
 import numpy as np
 import pytest
-from facegraph.nodes import _draw
-from facegraph.nodes import _headpose as hp
-from facegraph.nodes.overlay import Overlay
+from facegraph.nodes.face import _draw
+from facegraph.nodes.face import _headpose as hp
+from facegraph.nodes.face.overlay import Overlay
 
 from facegraph.testing import run_node, run_node_frames
 

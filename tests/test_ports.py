@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from facegraph.nodes.types import AUS, FACES, LANDMARKS
 
-from facegraph import AUS, FACES, FRAME, LANDMARKS, Field, PortType, PortValueError, array, port_type, value
+from facegraph import FRAME, Field, PortType, PortValueError, array, port_type, value
 
 
 def faces(n: int) -> dict:

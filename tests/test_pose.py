@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from facegraph.nodes import _headpose as hp
-from facegraph.nodes.pose import Pose
+from facegraph.nodes.face import _headpose as hp
+from facegraph.nodes.face.pose import Pose
 
 from facegraph import PortValueError
 from facegraph.testing import run_node, run_node_frames

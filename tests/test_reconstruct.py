@@ -8,7 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from facegraph.nodes._crops import CropSpec, prepare, to_bgr_uint8  # noqa: E402
+from facegraph.nodes.models._crops import CropSpec, prepare, to_bgr_uint8  # noqa: E402
+from facegraph.nodes.models.reconstruct import Reconstruct  # noqa: E402
 from facegraph.nodes.nets.reconstruction import (  # noqa: E402
     DecoderConfig,
     EncoderConfig,
@@ -19,7 +20,6 @@ from facegraph.nodes.nets.reconstruction import (  # noqa: E402
     export_encoder_onnx,
     save_checkpoint,
 )
-from facegraph.nodes.reconstruct import Reconstruct  # noqa: E402
 
 from facegraph import NodeFailure  # noqa: E402
 from facegraph.testing import run_node, run_node_frames  # noqa: E402

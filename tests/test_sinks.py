@@ -12,26 +12,11 @@ from pathlib import Path
 import facegraph.nodes
 import numpy as np
 import pytest
-from facegraph.nodes import _openface, _video
+from facegraph.nodes.io import _openface, _video
+from facegraph.nodes.types import AUS, EMBEDDINGS, FACES, IDENTITIES, LANDMARKS, POSE, PROBS
 
 import facegraph
-from facegraph import (
-    AUS,
-    EMBEDDINGS,
-    FACES,
-    FRAME,
-    IDENTITIES,
-    LANDMARKS,
-    POSE,
-    PROBS,
-    Input,
-    Node,
-    NodeFailure,
-    Output,
-    Param,
-    SinkError,
-    register,
-)
+from facegraph import FRAME, Input, Node, NodeFailure, Output, Param, SinkError, register
 from facegraph.testing import collect
 
 AU_NAMES = ["AU12", "AU01", "AU45", "AU25"]  # deliberately not in OpenFace order
@@ -432,7 +417,7 @@ def test_display_q_key_stops_the_run_cleanly(monkeypatch):
 def test_parquet_constant_columns_for_session_and_label(tmp_path):
     """extract_embeddings' session and label columns: constants, '{source}' = the source file's stem."""
     import pyarrow.parquet as pq
-    from facegraph.nodes.sink_parquet import ParquetSink
+    from facegraph.nodes.io.sink_parquet import ParquetSink
 
     from facegraph import RunContext
     from facegraph.testing import run_node

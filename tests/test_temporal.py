@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from facegraph.nodes._windows import TrackWindows, load_stats, zscore
-from facegraph.nodes.temporal import Temporal
+from facegraph.nodes.models._windows import TrackWindows, load_stats, zscore
+from facegraph.nodes.models.temporal import Temporal
 
 from facegraph import ModelError, NodeFailure
 from facegraph.testing import run_node_frames

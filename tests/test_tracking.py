@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from facegraph.nodes._tracking import FaceTracks, IoUTracker, hist_distance, hsv_histogram
+from facegraph.nodes.face._tracking import FaceTracks, IoUTracker, hist_distance, hsv_histogram
 
 
 def _box(x, y, s=50):

@@ -1,7 +1,9 @@
-"""What the figures were measured on: CPU, cores, GPU, ONNX Runtime providers, package versions.
+"""What the figures were measured on: CPU, cores, GPU, inference providers, package versions.
 
 A benchmark number means nothing without its machine; everything here is read
-cheaply and never fails (an unknown becomes ``None``).
+cheaply and never fails (an unknown becomes ``None``). The engine knows no model
+runtime: a node package that runs one registers a provider-facts hook (and the
+packages whose versions set its speed) when it is imported.
 """
 
 from __future__ import annotations
@@ -10,15 +12,29 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
 from .._graph import Graph
 
-PACKAGES = (
-    "facegraph", "numpy", "onnxruntime", "onnxruntime-gpu", "opencv-contrib-python", "mediapipe", "av", "pyzmq",
-    "msgpack", "pyarrow", "insightface", "torch", "matplotlib", "psutil",
-)
+PACKAGES = ["facegraph", "numpy", "pyyaml", "pyzmq", "msgpack", "psutil", "matplotlib"]
+
+#: ``fn(graph) -> {runtime name: {"available": [...], "used": {node id: provider}}}``
+ProviderFacts = Callable[[Graph | None], dict[str, dict[str, Any]]]
+_PROVIDER_FACTS: list[ProviderFacts] = []
+
+
+def register_provider_facts(fn: ProviderFacts, packages: tuple[str, ...] = ()) -> ProviderFacts:
+    """Add a hook that reports a runtime's providers for the machine report, and packages to version.
+
+    Called by node packages on import (the built-in nodes register ONNX Runtime's),
+    so the engine's bench stays free of any model runtime. Registering twice is a no-op.
+    """
+    if fn not in _PROVIDER_FACTS:
+        _PROVIDER_FACTS.append(fn)
+    PACKAGES.extend(p for p in packages if p not in PACKAGES)
+    return fn
 
 
 def cpu_model() -> str:
@@ -68,32 +84,23 @@ def gpus() -> list[dict[str, str]]:
     return rows
 
 
-def onnx_providers(graph: Graph | None = None) -> dict[str, Any]:
-    """Providers ONNX Runtime offers here, and per node the one its ``providers`` parameter picks.
+def _load_node_packages() -> None:
+    """Node packages register their hooks when imported: load them as the registry does."""
+    from .._registry import _load_all
 
-    Models load inside worker processes, so this is what the node's setting
-    resolves to here (``auto`` = best available), not read back from a session.
-    """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return {"available": [], "used": {}}
-    available = list(ort.get_available_providers())
-    used: dict[str, str] = {}
-    if graph is not None:
+    _load_all()
+
+
+def providers(graph: Graph | None = None) -> dict[str, dict[str, Any]]:
+    """Every registered runtime's providers; a hook that fails is reported, never raised."""
+    _load_node_packages()
+    out: dict[str, dict[str, Any]] = {}
+    for fn in _PROVIDER_FACTS:
         try:
-            from facegraph.nodes._onnx import choose_providers
-        except ImportError:
-            choose_providers = None
-        for nid, spec in graph.nodes.items():
-            if "providers" not in spec.cls.params or choose_providers is None:
-                continue
-            wanted = spec.params.get("providers", spec.cls.params["providers"].default)
-            try:
-                used[nid] = choose_providers(wanted, available)[0]
-            except Exception as exc:  # a provider not available here: say so instead of failing
-                used[nid] = f"unavailable ({exc})"
-    return {"available": available, "used": used}
+            out.update(fn(graph))
+        except Exception as exc:  # a broken hook must not lose the rest of the report
+            out[getattr(fn, "__qualname__", repr(fn))] = {"available": [], "used": {}, "error": str(exc)}
+    return out
 
 
 def describe_machine(graph: Graph | None = None) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def describe_machine(graph: Graph | None = None) -> dict[str, Any]:
         "gpus": gpus(),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        "onnxruntime_providers": onnx_providers(graph),
+        "providers": providers(graph),
     }
 
 
@@ -120,6 +127,7 @@ def _memory_gb() -> float | None:
 
 def package_versions() -> dict[str, str]:
     """Installed versions of the packages that set the speed (absent ones left out)."""
+    _load_node_packages()
     out = {}
     for name in PACKAGES:
         try:

@@ -60,10 +60,13 @@ def format_report(report: dict[str, Any]) -> str:
     """The whole report as plain text: machine, per-run headline and node table, sequential, speed-up."""
     machine = report.get("machine", {})
     gpu = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
-    providers = machine.get("onnxruntime_providers", {}).get("available", [])
+    runtimes = "".join(
+        f"; {name}: {', '.join(facts.get('available', [])) or 'none'}"
+        for name, facts in machine.get("providers", {}).items()
+    )
     out = [
         f"graph {report.get('graph', '')} on {machine.get('cpu', '?')} ({machine.get('usable_cores', '?')} cores), "
-        f"{gpu}; ONNX Runtime: {', '.join(providers) or 'none'}"
+        f"{gpu}{runtimes}"
     ]
     for summary in report.get("runs") or [report]:
         out += ["", headline(summary), plain_table(node_rows(summary))]

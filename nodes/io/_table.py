@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import AUS, EMBEDDINGS, FACES, FRAME, IDENTITIES, LANDMARKS, POSE, PROBS, Input, Node, Packet, Param
+from facegraph import FRAME, Input, Node, Packet, Param
 
+from ..types import AUS, EMBEDDINGS, FACES, IDENTITIES, LANDMARKS, POSE, PROBS
 from . import _openface as of
 
 

@@ -34,8 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import FACES, FRAME, LANDMARKS, Input, Node, Output, Param, ParamError, register
+from facegraph import FRAME, Input, Node, Output, Param, ParamError, register
 
+from ..types import FACES, LANDMARKS
 from . import _facemesh as fm
 from ._nms import iou_matrix
 from ._tracking import FaceTracks, hsv_histogram
@@ -85,7 +86,7 @@ class Landmarks(Node):
         self._given: tuple[np.ndarray, np.ndarray] | None = None  # the last detection (boxes, ids)
         self._count = 0
         if self.backend == "facemesh":
-            from ._tflite import TfliteModel, mediapipe_model
+            from ..models._tflite import TfliteModel, mediapipe_model
 
             path = self.model or mediapipe_model("modules/face_landmark/face_landmark.tflite")
             self._tflite = TfliteModel(path, threads=self.context.threads)
@@ -94,7 +95,7 @@ class Landmarks(Node):
             self._corners = fm.MESH_EYE_CORNERS
             self._run(np.zeros((1, self._size, self._size, 3), np.uint8))  # warm-up
         else:
-            from ._onnx import OnnxModel
+            from ..models._onnx import OnnxModel
 
             self._onnx = OnnxModel(
                 self.model, providers=self.providers, threads=self.context.threads, what="landmark model"

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import CROPS, EMBEDDINGS, Input, Node, Output, Param, register
+from facegraph import Input, Node, Output, Param, register
 
+from ..types import CROPS, EMBEDDINGS
 from . import _catalogue  # registers the model names, so 'model' may be a name
 
 

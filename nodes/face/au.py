@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 
 from facegraph import Input, ModelError, Node, Output, Param, ParamError, PortValueError, register
-from facegraph._ports import AUS, CROPS, LANDMARKS, POSE
 
+from ..types import AUS, CROPS, LANDMARKS, POSE
 from ._au_geometry import ESTIMATED, OPENFACE_AUS, NeutralBaseline, features, intensities
 
 
@@ -52,7 +52,7 @@ class AU(Node):
         self._net = None
         self._pose_states: dict[int, Any] = {}
         if self.backend == "onnx":
-            from ._onnx import OnnxModel
+            from ..models._onnx import OnnxModel
 
             self._net = OnnxModel(self.model, providers=self.providers, threads=self.context.threads, what="AU model")
             meta = self._net.metadata

@@ -1,7 +1,7 @@
 """``sink.csv``: OpenFace 2.2-compatible CSV, one row per face per frame.
 
 Columns follow OpenFace's names, order and number formats for the measures the
-graph computes (see ``nodes/_openface.py``); measures it does not compute are left
+graph computes (see ``nodes/io/_openface.py``); measures it does not compute are left
 out, never filled in. facegraph's own columns (track_id, box, identity, prob_*,
 emb_*) follow. The header is fixed when the first row is written; every frame's
 rows are flushed to disk, so a crash keeps every complete row.

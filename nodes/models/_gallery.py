@@ -159,7 +159,7 @@ class FaceFinder:
         )
 
     def __call__(self, image: np.ndarray) -> np.ndarray | None:
-        from ._arcface import align
+        from ..face._align import align
 
         h, w = image.shape[:2]
         found = self.detector.process(np.ascontiguousarray(image[..., ::-1])).detections or []

@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import PROBS, WINDOW, Input, ModelError, Node, Output, Param, register
+from facegraph import Input, ModelError, Node, Output, Param, register
 
+from ..types import PROBS, WINDOW
 from ._modelparams import as_probs, labels_for, missing_models
 
 

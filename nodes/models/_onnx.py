@@ -2,6 +2,8 @@
 
 Providers are tried in the order CoreML > TensorRT > CUDA > CPU, restricted to
 what the installed ONNX Runtime build offers, unless a node names its own.
+``provider_facts`` tells the bench's machine report what ONNX Runtime offers here
+(the engine itself imports no model runtime).
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ ALIASES = {
     "trt": "TensorrtExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "cpu": "CPUExecutionProvider",
+}
+
+#: packages whose versions set the built-in nodes' speed, for the bench's machine report
+SPEED_PACKAGES = ("onnxruntime", "onnxruntime-gpu", "opencv-contrib-python", "mediapipe", "ai-edge-litert", "av",
+                  "pyarrow", "insightface", "torch")
+
+#: ONNX input element types → numpy dtypes for the warm-up's zeros
+_WARMUP_DTYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8,
+    "tensor(bool)": np.bool_,
 }
 
 
@@ -56,6 +69,29 @@ def choose_providers(wanted: str | Sequence[str] | None, available: Sequence[str
     if "CPUExecutionProvider" not in chosen:
         chosen.append("CPUExecutionProvider")
     return chosen
+
+
+def provider_facts(graph: Any = None) -> dict[str, dict[str, Any]]:
+    """ONNX Runtime's providers here, and per node the one its ``providers`` parameter picks.
+
+    Models load inside worker processes, so this is what the node's setting
+    resolves to here (``auto`` = best available), not read back from a session.
+    """
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return {"ONNX Runtime": {"available": [], "used": {}}}
+    available = list(ort.get_available_providers())
+    used: dict[str, str] = {}
+    for nid, spec in (graph.nodes.items() if graph is not None else ()):
+        if "providers" not in spec.cls.params:
+            continue
+        wanted = spec.params.get("providers", spec.cls.params["providers"].default)
+        try:
+            used[nid] = choose_providers(wanted, available)[0]
+        except ModelError as exc:  # a provider not available here: say so instead of failing
+            used[nid] = f"unavailable ({exc})"
+    return {"ONNX Runtime": {"available": available, "used": used}}
 
 
 def load_metadata(model_path: Path) -> dict[str, Any]:
@@ -117,18 +153,28 @@ class OnnxModel:
         return default
 
     def warmup(self) -> None:
-        """One run on zeros, so the first real frame does not pay for lazy initialisation."""
+        """One run on zeros, so the first real frame does not pay for lazy initialisation.
+
+        It is also the check that the model can run at all: a file that loads but
+        fails here (a missing operator, inconsistent shapes) would fail on every
+        frame, so it is reported now as one line naming the file. A free batch is 1;
+        a 4-D image's free sides are 64 (which strided detectors accept, where 1 is not).
+        """
         feeds = {}
         for inp in self.inputs:
-            shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
-            dtype = np.float32 if "float" in inp.type else np.int64
-            if "float16" in inp.type:
-                dtype = np.float16
+            shape = [
+                d if isinstance(d, int) and d > 0 else (64 if len(inp.shape) == 4 and i > 0 else 1)
+                for i, d in enumerate(inp.shape)
+            ]
+            dtype = _WARMUP_DTYPES.get(inp.type)
+            if dtype is None:
+                raise ModelError(f"{self.path}: input '{inp.name}' has type {inp.type}, which no node can feed")
             feeds[inp.name] = np.zeros(shape, dtype=dtype)
         try:
             self.session.run(None, feeds)
-        except Exception:
-            pass
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelError(f"{self.path}: the model loads but cannot run ({detail})") from None
 
     def run(self, inputs: np.ndarray | Mapping[str, np.ndarray]) -> list[np.ndarray]:
         feeds = {self.input_name: inputs} if isinstance(inputs, np.ndarray) else dict(inputs)

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import Input, Node, Output, Param, PortValueError, register
-from facegraph._ports import FRAME, LANDMARKS, POSE
+from facegraph import FRAME, Input, Node, Output, Param, PortValueError, register
 
+from ..types import LANDMARKS, POSE
 from ._headpose import PoseState, camera_matrix, default_intrinsics, solve_pose
 
 #: a track unseen for this many frames forgets its last pose

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import Input, Node, Output, Param, register
-from facegraph._ports import AUS, FACES, FRAME, IDENTITIES, LANDMARKS, POSE, PROBS
+from facegraph import FRAME, Input, Node, Output, Param, register
 
+from ..types import AUS, FACES, IDENTITIES, LANDMARKS, POSE, PROBS
 from . import _draw
 
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import EMBEDDINGS, IDENTITIES, Input, Node, Output, Param, ParamError, register
+from facegraph import Input, Node, Output, Param, ParamError, register
 
+from ..types import EMBEDDINGS, IDENTITIES
 from . import _catalogue
 
 

@@ -16,21 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import (
-    CROPS,
-    EMBEDDINGS,
-    FRAME,
-    Input,
-    ModelError,
-    Node,
-    Output,
-    Param,
-    ParamError,
-    PortType,
-    array,
-    register,
-)
+from facegraph import FRAME, Input, ModelError, Node, Output, Param, ParamError, PortType, array, register
 
+from ..types import CROPS, EMBEDDINGS
 from ._modelparams import missing_models
 
 EXPR_TOKENS = PortType(

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import Input, Node, Output, Param, ParamError, PortValueError, register
-from facegraph._ports import CROPS, FACES, FRAME, LANDMARKS
+from facegraph import FRAME, Input, Node, Output, Param, ParamError, PortValueError, register
 
+from ..types import CROPS, FACES, LANDMARKS
 from ._align import arcface_matrix, openface_matrix, warp_crops
 
 

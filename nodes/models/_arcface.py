@@ -1,13 +1,13 @@
-"""ArcFace-style recognition maths: the 112×112 template, similarity alignment, input blobs, batched embedding.
+"""ArcFace-style recognition: input normalisation, blobs, batched L2-normalised embedding.
 
 Shared by the ``embed`` node and the gallery builder of ``identify``, so a
-gallery and a video are embedded the same way. Everything but ``Embedder``
-is plain numpy (OpenCV only for the warp), testable without a model.
+gallery and a video are embedded the same way (and aligned the same way: both
+crop with ``face/_align.py``). Everything but ``Embedder`` is plain numpy,
+testable without a model.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,59 +15,8 @@ import numpy as np
 
 from facegraph import ModelError
 
-#: insightface's 5-point template for 112×112 crops: eyes, nose tip, mouth corners (subject's right first)
-ARCFACE_TEMPLATE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
-    dtype=np.float32,
-)
-
 DEFAULT_MEAN = 127.5
 DEFAULT_STD = 127.5
-
-
-def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2×3 similarity (rotation, uniform scale, shift) taking ``src`` points onto ``dst`` (Umeyama)."""
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(0), dst.mean(0)
-    s, d = src - mu_s, dst - mu_d
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rot = u @ sign @ vt
-    var = (s**2).sum() / len(src)
-    scale = (sig * np.diag(sign)).sum() / var if var > 0 else 1.0
-    shift = mu_d - scale * rot @ mu_s
-    return np.hstack([scale * rot, shift[:, None]]).astype(np.float32)
-
-
-def template_for(size: int = 112, points: Sequence[int] = (0, 1, 2, 3, 4)) -> np.ndarray:
-    """The ArcFace template scaled to a square crop of ``size`` pixels, restricted to ``points``."""
-    return ARCFACE_TEMPLATE[list(points)] * (size / 112.0)
-
-
-def align(image: np.ndarray, kps: np.ndarray, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
-    """Warp one face to the ArcFace template: (crop uint8[size,size,3], matrix float32[2,3]).
-
-    ``kps`` is the 5 ArcFace points, or 4 points (eyes, nose, mouth centre) as
-    mediapipe's detector gives them; the mouth centre is then matched to the
-    middle of the template's mouth corners.
-    """
-    import cv2
-
-    kps = np.asarray(kps, dtype=np.float32)
-    if len(kps) == 5:
-        dst = template_for(size)
-    elif len(kps) == 4:
-        t = template_for(size)
-        dst = np.vstack([t[:3], t[3:5].mean(0, keepdims=True)])
-    else:
-        raise ValueError(f"align needs 4 or 5 keypoints, got {len(kps)}")
-    matrix = similarity_transform(kps, dst)
-    crop = cv2.warpAffine(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-    return crop, matrix
 
 
 def normalisation(metadata: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, bool]:

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import CROPS, EMBEDDINGS, PROBS, Input, ModelError, Node, Output, Param, register
+from facegraph import Input, ModelError, Node, Output, Param, register
 
+from ..types import CROPS, EMBEDDINGS, PROBS
 from ._modelparams import FER_LABELS, as_probs, labels_for, missing_models
 
 

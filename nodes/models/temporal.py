@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import AUS, EMBEDDINGS, WINDOW, Input, ModelError, Node, Output, Param, PortValueError, register
+from facegraph import Input, ModelError, Node, Output, Param, PortValueError, register
 
+from ..types import AUS, EMBEDDINGS, WINDOW
 from ._modelparams import missing_models
 from ._windows import TrackWindows, load_stats, stats_from_metadata
 

@@ -1,5 +1,9 @@
 """Face alignment maths: similarity transforms to the ArcFace 5-point template and OpenFace's 68-point crop.
 
+The one ArcFace alignment of facegraph: the ``align`` node, the gallery builder of
+``identify`` and tests all use ``arcface_matrix``/``align`` from here, so a gallery
+photo and a video frame are cropped the same way.
+
 ``arcface``: insightface's ``face_align.estimate_norm``/``norm_crop`` — the least-squares
 similarity (Umeyama, as scikit-image's ``SimilarityTransform.estimate``) from the five
 keypoints to ``ARCFACE_112``; sizes that are multiples of 112 scale the template, sizes
@@ -84,8 +88,24 @@ def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def arcface_matrix(kps: np.ndarray, size: int = 112) -> np.ndarray:
-    """Frame → crop matrix for one face's five keypoints (5, 2)."""
-    return umeyama(kps[:, :2], arcface_template(size))
+    """Frame → crop matrix for one face's five keypoints (5, 2), or four (eyes, nose, mouth centre).
+
+    Four points are what mediapipe's detector gives; the mouth centre is then matched
+    to the middle of the template's mouth corners.
+    """
+    kps = np.asarray(kps, np.float64)[:, :2]
+    dst = arcface_template(size)
+    if len(kps) == 4:
+        dst = np.vstack([dst[:3], dst[3:5].mean(0, keepdims=True)])
+    elif len(kps) != 5:
+        raise ValueError(f"ArcFace alignment needs 4 or 5 keypoints, got {len(kps)}")
+    return umeyama(kps, dst)
+
+
+def align(image: np.ndarray, kps: np.ndarray, size: int = 112) -> tuple[np.ndarray, np.ndarray]:
+    """One face warped to the ArcFace template: (crop uint8[S,S,3], matrix float32[2,3]), as ``norm_crop``."""
+    matrix = arcface_matrix(kps, size)
+    return warp_crops(image, matrix[None], size)[0], matrix.astype(np.float32)
 
 
 def openface_matrix(points68: np.ndarray, size: int = 112) -> np.ndarray:

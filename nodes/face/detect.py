@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import FACES, FRAME, Input, ModelError, Node, Output, Param, ParamError, register
+from facegraph import FRAME, Input, ModelError, Node, Output, Param, ParamError, register
 
+from ..types import FACES
 from . import _blazeface, _scrfd
 from ._tracking import IoUTracker
 
@@ -80,7 +81,7 @@ class Detect(Node):
     def requirements(cls, values: dict[str, Any]) -> list[str]:
         from pathlib import Path
 
-        from ._tflite import INSTALL_HINT, interpreter_available
+        from ..models._tflite import INSTALL_HINT, interpreter_available
 
         model = values.get("model") or ""
         is_path = values.get("backend") == "scrfd" or model.endswith(".tflite")
@@ -98,7 +99,7 @@ class Detect(Node):
         self._last: dict[str, np.ndarray] = _empty()
         self._count = 0
         if self.backend == "scrfd":
-            from ._onnx import OnnxModel
+            from ..models._onnx import OnnxModel
 
             self._onnx = OnnxModel(self.model, providers=self.providers, threads=self.context.threads,
                                    what="SCRFD detector", warmup=False)
@@ -109,7 +110,7 @@ class Detect(Node):
             self._in_hw = self._onnx.fixed_hw((self.input_size, self.input_size))
             self._onnx.run(np.zeros((1, 3, *self._in_hw), np.float32))  # warm-up at the real size
         else:
-            from ._tflite import TfliteModel, mediapipe_model
+            from ..models._tflite import TfliteModel, mediapipe_model
 
             name = self.model or "full"
             self._cfg = _blazeface.CONFIGS.get(name, _blazeface.FULL_RANGE)

@@ -1,0 +1,1 @@
+"""Sources and sinks: ``decode`` (video, camera, stream, image folder) and the ``sink.*`` nodes, with their helpers."""

@@ -35,6 +35,8 @@ class FakeFaces(Node):
     identities = Output(IDENTITIES)
     probs = Output(PROBS)
     points = Param(int, 68)
+    name = Param(str, "ann")
+    label = Param(str, "happy")
 
     def process(self, frame):
         n = frame.frame_id % 3
@@ -51,16 +53,17 @@ class FakeFaces(Node):
             "aus": {"intensity": np.tile(np.float32([1.5, 0.25, 4.0, 2.0]), (n, 1)), "names": list(AU_NAMES),
                     "track_id": tid},
             "embeddings": {"vec": np.tile(np.float32([0.6, 0.8, 0.0]), (n, 1)), "track_id": tid},
-            "identities": {"names": ["ann"] * n, "scores": np.full(n, 0.75, np.float32), "track_id": tid},
-            "probs": {"p": np.tile(np.float32([0.25, 0.75]), (n, 1)), "labels": ["neutral", "happy"],
+            "identities": {"names": [self.name] * n, "scores": np.full(n, 0.75, np.float32), "track_id": tid},
+            "probs": {"p": np.tile(np.float32([0.25, 0.75]), (n, 1)), "labels": ["neutral", self.label],
                       "track_id": tid},
         }
 
 
-def result_graph(sink: str, frames: int = 9, points: int = 68, **params) -> facegraph.Graph:
+def result_graph(sink: str, frames: int = 9, points: int = 68, name: str = "ann", label: str = "happy",
+                 **params) -> facegraph.Graph:
     g = facegraph.Graph("t")
     src = g.add("synthetic", id="src", frames_total=frames, width=64, height=48)
-    fake = g.add("test.fakefaces", id="fake", frame=src.frame, points=points)
+    fake = g.add("test.fakefaces", id="fake", frame=src.frame, points=points, name=name, label=label)
     g.add(sink, id="out", frame=src.frame, faces=fake.faces, landmarks=fake.landmarks, pose=fake.pose,
           aus=fake.aus, embeddings=fake.embeddings, identities=fake.identities, probs=fake.probs, **params)
     return g
@@ -224,6 +227,32 @@ def test_csv_reads_with_pandas_names(tmp_path):
     df = pd.read_csv(tmp_path / "r.csv")
     assert list(df.columns[:6]) == ["frame", "face_id", "timestamp", "confidence", "success", "pose_Tx"]
     assert len(df) == 9 and df["AU12_r"].iloc[0] == 1.5
+
+
+@pytest.mark.parametrize("separator", [", ", ","])
+def test_csv_quotes_an_identity_with_a_comma(tmp_path, separator):
+    """An identity 'Smith, "Jo"' and a label with a comma stay one field each, with either separator."""
+    name, label = 'Smith, "Jo"', "happy, a bit"
+    g = result_graph("sink.csv", path="r.csv", separator=separator, name=name, label=label)
+    facegraph.run(g, output_dir=tmp_path).wait()
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv.reader(fh, skipinitialspace=True))
+    header, body = rows[0], rows[1:]
+    assert {len(r) for r in body} == {len(header)}
+    assert f"prob_{label}" in header
+    row = dict(zip(header, body[0], strict=True))
+    assert row["identity"] == name and row[f"prob_{label}"] == "0.7500" and row["identity_score"] == "0.7500"
+    pd = pytest.importorskip("pandas")
+    df = pd.read_csv(tmp_path / "r.csv", skipinitialspace=True)
+    assert list(df.columns) == header and (df["identity"] == name).all()
+
+
+def test_csv_without_text_to_quote_is_written_as_before(tmp_path):
+    """Quoting changes only cells that need it: a plain row is OpenFace's ', '-joined cells."""
+    facegraph.run(result_graph("sink.csv", path="r.csv"), output_dir=tmp_path).wait()
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert '"' not in "".join(lines)
+    assert lines[1].startswith("2, 7, 0.033, 0.97, 1, 12.5, -3.2, 500.0, 0.100, -0.200, 0.300, 0.0, ")
 
 
 def test_csv_only_what_is_computed_and_other_landmarks(tmp_path):

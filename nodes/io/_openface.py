@@ -14,7 +14,9 @@ groups in this order, each only when it was computed:
 
 The header and the rows use ", " between fields, as OpenFace does; read them
 with ``pandas.read_csv(path, skipinitialspace=True)`` or
-``csv.reader(f, skipinitialspace=True)`` to get the bare names. Numbers use
+``csv.reader(f, skipinitialspace=True)`` to get the bare names. A text cell
+with a comma, a quote or a line break (an identity "Smith, J.") is quoted the
+csv module's way, so it stays one field. Numbers use
 OpenFace's precisions: timestamp 3 decimals, confidence 2, pose_T 1 (mm),
 pose_R 3 (radians), landmarks 1 (pixels), AU_r 2.
 
@@ -36,7 +38,6 @@ AU_INTENSITY = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", 
                 "AU20", "AU23", "AU25", "AU26", "AU45")
 AU_PRESENCE = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17",
                "AU20", "AU23", "AU25", "AU26", "AU28", "AU45")
-SEPARATOR = ", "
 
 _AU_NAME = re.compile(r"^\s*AU\s*0*(\d+)\s*(?:_r)?\s*$", re.IGNORECASE)
 
@@ -112,11 +113,3 @@ def round_value(column: str, value: Any) -> Any:
     if value != value:
         return None
     return float(f"{value:.6g}") if column.startswith("emb_") else round(value, digits)
-
-
-def header_line(columns: list[str]) -> str:
-    return SEPARATOR.join(columns)
-
-
-def row_line(columns: list[str], row: dict[str, Any]) -> str:
-    return SEPARATOR.join(format_value(c, row.get(c)) for c in columns)

@@ -9,6 +9,9 @@ rows are flushed to disk, so a crash keeps every complete row.
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Iterable
 from typing import Any
 
 from facegraph import Packet, Param, register
@@ -33,6 +36,8 @@ class CsvSink(ResultSink):
         self.file = open(self.file_path, "w", encoding="utf-8", newline="")
         self.columns: list[str] | None = None
         self.rows = 0
+        # strict CSV: the csv module writes the rows; OpenFace's ", ": the module quotes the cells (see _write_row)
+        self._writer = csv.writer(self.file, lineterminator="\n") if self.separator == "," else None
 
     def _header(self) -> None:
         self.schema.frozen = True
@@ -40,7 +45,21 @@ class CsvSink(ResultSink):
         if not self.extras:
             cols = [c for c in cols if c in of.BASE or c in of.POSE or c in of.LANDMARKS_68 or c.startswith("AU")]
         self.columns = cols
-        self.file.write(self.separator.join(cols) + "\n")
+        self._write_row(cols)
+
+    def _write_row(self, cells: Iterable[str]) -> None:
+        """One row; a text cell with a comma, a quote or a line break stays one field.
+
+        csv.writer takes a one-character delimiter only, and OpenFace's is ", ": then
+        the csv module quotes each cell (QUOTE_MINIMAL, so numbers and plain names are
+        written as before) and the row is joined here. ``csv.reader(f,
+        skipinitialspace=True)`` and ``pandas.read_csv(..., skipinitialspace=True)``
+        read it back field for field.
+        """
+        if self._writer is not None:
+            self._writer.writerow(cells)
+        else:
+            self.file.write(self.separator.join(_quote(c) for c in cells) + "\n")
 
     def write_frame(self, faces: Packet, packets: dict[str, Packet | None], records: list[dict[str, Any]]) -> None:
         if not records:
@@ -49,7 +68,7 @@ class CsvSink(ResultSink):
             self._header()
         for rec in records:
             row = expand_vectors(rec)
-            self.file.write(self.separator.join(of.format_value(c, row.get(c)) for c in self.columns) + "\n")
+            self._write_row([of.format_value(c, row.get(c)) for c in self.columns])
         self.rows += len(records)
         self.file.flush()
 
@@ -60,3 +79,19 @@ class CsvSink(ResultSink):
         if self.columns is None:  # no face all run: still leave the header of what the graph computes
             self._header()
         file.close()
+
+
+_QUOTER_BUFFER = io.StringIO()
+_QUOTER = csv.writer(_QUOTER_BUFFER, lineterminator="")
+_SPECIAL = frozenset(',"\r\n')
+
+
+def _quote(cell: str) -> str:
+    """A cell as csv.writer writes it (numbers never need it; text with , " or a line break does)."""
+    if not _SPECIAL.intersection(cell) and cell == cell.lstrip():
+        return cell
+    _QUOTER_BUFFER.seek(0)
+    _QUOTER_BUFFER.truncate()
+    _QUOTER.writerow([cell])
+    text = _QUOTER_BUFFER.getvalue()
+    return text if text.startswith('"') else f'"{text}"'  # a leading space: quoted, or a reader would strip it

@@ -141,9 +141,8 @@ def test_input_frame_is_not_written():
 def test_one_arcface_alignment_equals_insightface_norm_crop(size):
     """The module the node and the gallery builder share, against insightface: within 0.5 px, same pixels."""
     pytest.importorskip("skimage", reason="insightface's face_align needs scikit-image")
-    from insightface.utils import face_align
-
     import cv2
+    from insightface.utils import face_align
 
     rng = np.random.default_rng(size)
     # smooth like a photo: on raw noise a 1e-6 matrix difference can flip OpenCV's 1/32-px bin and a pixel by 7

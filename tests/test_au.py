@@ -115,13 +115,34 @@ def test_node_names_only_what_it_estimates_and_keeps_tracks():
     assert outs[-1]["aus"]["intensity"].shape == (0, len(g.ESTIMATED))
 
 
-def test_node_uses_a_connected_pose():
-    rot = np.radians([[0.0, 25.0, 0.0]]).astype(np.float32)
+def test_node_uses_a_connected_pose(monkeypatch):
+    """A neutral face turned 30° reads neutral with its true pose connected, and does not with a wrong one."""
     k = hp.camera_matrix(*hp.default_intrinsics(640, 480))
-    turned = hp.project(hp.MODEL_68_MM, rot[0], np.array([0, 0, 700.0]), k).astype(np.float32)
-    pose = {"rotation": rot, "translation": np.array([[0, 0, 700.0]], np.float32)}
-    out = run_node(AU(), {"landmarks": {"points": turned[None]}, "pose": pose})
-    assert out["aus"]["intensity"].shape == (1, len(g.ESTIMATED))
+    t = np.array([[0, 0, 700.0]], np.float32)
+    track = np.array([1], np.int32)
+
+    def face(rotation):
+        return hp.project(hp.MODEL_68_MM, np.asarray(rotation, float), t[0], k).astype(np.float32)[None]
+
+    def frames(given_rotation):
+        """20 frontal neutral frames (the track's neutral), then the face turned 30° with the given pose."""
+        front = {"landmarks": {"points": face(np.zeros(3)), "track_id": track},
+                 "pose": {"rotation": np.zeros((1, 3), np.float32), "translation": t, "track_id": track}}
+        turned = {"landmarks": {"points": face(yaw), "track_id": track},
+                  "pose": {"rotation": np.asarray(given_rotation, np.float32)[None], "translation": t,
+                           "track_id": track}}
+        return [front] * 20 + [turned]
+
+    def own_estimate(*args, **kwargs):
+        raise AssertionError("the node estimated a pose although one is connected")
+
+    monkeypatch.setattr(AU, "_rotations", own_estimate)
+    yaw = np.radians([0.0, 30.0, 0.0]).astype(np.float32)
+    right = run_node_frames(AU(), frames(yaw))[-1]["aus"]["intensity"][0]
+    wrong = run_node_frames(AU(), frames(np.zeros(3)))[-1]["aus"]["intensity"][0]
+    assert right.max() < 0.3  # frontalised by the connected pose: (almost) the neutral it learnt
+    assert wrong.max() > 1.5  # told it faces the camera, the turned face reads as an expression
+    assert _au(wrong, "AU01") > 1.0 and _au(right, "AU01") < 0.1
 
 
 # --- onnx backend -------------------------------------------------------------------------------

@@ -44,10 +44,10 @@ class OddOnly(Node):
         return {"out": value.fields} if value.frame_id % 2 else None
 
 
-def chain(frames: int = 30, *, sink: bool = False, odd: bool = False) -> Graph:
+def chain(frames: int = 30, *, sink: bool = False, odd: bool = False, ms: float = 0.0) -> Graph:
     g = Graph("bench-test")
     prev = g.add("synthetic", id="src", frames_total=frames, width=32, height=24).frame
-    prev = g.add("delay", id="work", value=prev, ms=0.0).out
+    prev = g.add("delay", id="work", value=prev, ms=ms).out
     if odd:
         prev = g.add("test.bench_odd", id="odd", value=prev).out
     if sink:
@@ -129,9 +129,11 @@ def test_every_executor_reports_every_node(executor, tmp_path):  # executor: eve
 
 
 def test_realtime_reports_drop_share(executor, tmp_path):
+    """A 5 ms node behind a 1000 FPS paced source cannot keep up: frames must be dropped and counted."""
     options = BenchOptions(warmup=0, realtime=1000.0, output_dir=tmp_path)
-    s = run_once(chain(20), executor, options, tmp_path).summary
+    s = run_once(chain(20, ms=5.0), executor, options, tmp_path).summary
     assert s["realtime_fps"] == 1000.0
+    assert s["dropped"] > 0 and s["frames"] >= 1
     assert s["frames"] + s["dropped"] == 20
     assert s["dropped_pct"] == pytest.approx(100 * s["dropped"] / 20, abs=0.01)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -63,12 +64,23 @@ def test_failure_while_running_exits_1_and_logs_traceback(tiny, tmp_path, capsys
     assert "Traceback" in (out / "facegraph-error.log").read_text()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_output_folder(tiny, tmp_path, capsys):
+def test_unwritable_output_folder(tiny, tmp_path, capsys, monkeypatch):
+    """A folder the run may not write to: exit 2, one line. Root may write anywhere, so as root (CI)
+    the folder's refusal is simulated where the CLI probes it."""
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:
+        real = Path.write_bytes
+
+        def refuse(self, data):
+            if self.name == ".facegraph-write-test":
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self, data)
+
+        monkeypatch.setattr(Path, "write_bytes", refuse)
     assert main(["run", str(tiny), "--quiet", "--output", str(locked / "x")]) == 2
-    assert "output folder cannot be written" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "output folder cannot be written (Permission denied)" in err and len(err.splitlines()) == 1
 
 
 def test_unwritable_output_path_is_a_file(tiny, tmp_path, capsys):

@@ -217,11 +217,6 @@ def test_http_stream(tmp_path, http_dir):
     assert Decode(source="rtsp://127.0.0.1:1/x").live is True
 
 
-def test_rtsp_is_skipped_here():
-    pytest.skip("no RTSP server can be started here without FFmpeg tools (ffmpeg/mediamtx); "
-                "RTSP goes through the same PyAV path as the HTTP test")
-
-
 @pytest.fixture
 def silent_server():
     """A TCP server that accepts, sends half a response, then stops answering."""

@@ -62,14 +62,31 @@ def test_node_all_faces_one_call_with_track_ids_and_frame_size():
     assert pose["track_id"].tolist() == [4, 9]
 
 
-def test_node_uses_previous_pose_per_track_and_handles_zero_faces():
-    one = np.array([1], np.int32)
+def test_node_uses_previous_pose_per_track_and_handles_zero_faces(monkeypatch):
+    """Each track's solvePnP starts from that track's last pose; a new track or an untracked face starts cold."""
+    import facegraph.nodes.face.pose as pose_module
+
+    starts: list[hp.PoseState | None] = []
+    solved: list[hp.PoseState] = []
+
+    def spy(points, k, previous=None, *rest):
+        starts.append(previous)
+        result = hp.solve_pose(points, k, previous, *rest)
+        solved.append(result[2])
+        return result
+
+    monkeypatch.setattr(pose_module, "solve_pose", spy)
+    one, two = np.array([1], np.int32), np.array([2], np.int32)
     frames = [{"landmarks": {"points": _face((0, y, 0))[None], "track_id": one}} for y in (0, 5, 10)]
+    frames.append({"landmarks": {"points": _face((0, 10, 0))[None], "track_id": two}})
+    frames.append({"landmarks": {"points": _face((0, 10, 0))[None]}})
     frames.append({"landmarks": {"points": np.zeros((0, 68, 2), np.float32)}})
     outs = run_node_frames(Pose(), frames)
     yaws = [np.degrees(o["pose"]["rotation"][0, 1]) for o in outs[:3]]
     np.testing.assert_allclose(yaws, [0, 5, 10], atol=1.0)
-    assert outs[3]["pose"]["rotation"].shape == (0, 3)
+    assert starts[0] is None and starts[1] is solved[0] and starts[2] is solved[1]  # track 1: warm
+    assert starts[3] is None and starts[4] is None  # track 2 is new; a face without a track id has no history
+    assert outs[5]["pose"]["rotation"].shape == (0, 3)
 
 
 def test_focal_length_param_overrides_default():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -9,12 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import GraphError
+from ._errors import GraphError, RunError
 from ._graph import Graph, OutputRef
 from ._node import RunContext, StopRun
 from ._ports import Packet
 from ._runner import EOS, Emission, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from ._stats import RunStats
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,14 +68,29 @@ def _executor(name: str) -> Callable[[Graph, RunOptions, RunStats], Iterator[Res
 
 
 def available_executors() -> list[str]:
+    """Executors that load here; one that does not is logged with its reason (the bench then names the rest)."""
     names = []
     for name in EXECUTORS:
         try:
             _executor(name)
-        except (ImportError, AttributeError):
+        except (ImportError, AttributeError) as exc:
+            log.warning("executor '%s' cannot load: %s: %s", name, type(exc).__name__, exc)
             continue
         names.append(name)
     return names
+
+
+def every_executor() -> list[str]:
+    """Every executor facegraph has; RunError naming the one that cannot load (tests must not lose one silently)."""
+    for name in EXECUTORS:
+        try:
+            _executor(name)
+        except (ImportError, AttributeError) as exc:
+            raise RunError(
+                f"executor '{name}' cannot load ({type(exc).__name__}: {exc}); "
+                "the executor fixture runs every executor and will not skip one"
+            ) from None
+    return list(EXECUTORS)
 
 
 class Run:

@@ -1,4 +1,4 @@
-"""pytest fixture ``executor``: runs a graph test once under every available executor.
+"""pytest fixture ``executor``: runs a graph test once under every executor (one that cannot load is an error).
 
 Enabled for facegraph's own tests by ``-p facegraph.pytest_plugin`` (see pyproject), and
 usable by node authors the same way.

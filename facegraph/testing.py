@@ -14,7 +14,7 @@ from ._builtin import SyntheticVideo
 from ._graph import Graph
 from ._node import Node, RunContext
 from ._ports import Packet
-from ._run import Result, available_executors, run
+from ._run import Result, every_executor, run
 from ._runner import NodeRunner, Skip, open_node
 
 __all__ = ["SyntheticVideo", "collect", "executors", "run_node", "run_node_frames", "synthetic_graph"]
@@ -86,8 +86,8 @@ def collect(graph: Graph, executor: str = "inline", **kwargs: Any) -> list[Resul
 
 
 def executors() -> list[str]:
-    """The executors a graph test should run under."""
-    return available_executors()
+    """The executors a graph test runs under: every one; RunError when one cannot load, never a silent skip."""
+    return every_executor()
 
 
 def results_equal(a: list[Result], b: list[Result]) -> bool:

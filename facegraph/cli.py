@@ -31,6 +31,17 @@ PLUGGED = {
 }
 
 
+def plugged_commands() -> dict[str, tuple[str, str]]:
+    """Subcommands other packages add under the ``facegraph.commands`` entry-point group (``name = "module"``).
+
+    The module has ``add_arguments(parser)``, ``main(args)`` and a one-line ``HELP``;
+    its import is deferred to here so the engine never names the packages that plug in.
+    """
+    from importlib.metadata import entry_points
+
+    return {ep.name: (ep.value, "") for ep in entry_points(group="facegraph.commands") if ep.name not in PLUGGED}
+
+
 class UsageError(FacegraphError):
     exit_code = 2
 
@@ -260,14 +271,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG file to write (default <name>.png)")
     p.set_defaults(func=cmd_graph)
 
-    for name, (module, help_text) in PLUGGED.items():
+    for name, (module, help_text) in {**PLUGGED, **plugged_commands()}.items():
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
             if exc.name and exc.name.startswith("facegraph"):
                 continue
             raise
-        p = sub.add_parser(name, help=help_text)
+        except Exception as exc:  # a broken plug-in must not take the other commands down with it
+            log.warning("command '%s' (%s) cannot load: %s: %s", name, module, type(exc).__name__, exc)
+            continue
+        p = sub.add_parser(name, help=help_text or getattr(mod, "HELP", ""))
         mod.add_arguments(p)
         p.set_defaults(func=mod.main)
     return parser

@@ -31,6 +31,8 @@ class ExpressionConfig:
     blocks: int = 3
     embedding_dim: int = 128  # 0: no embedding output
     dropout: float = 0.25
+    backbone: str = "cnn"  # cnn (the conv blocks above), resnet18, or timm:<name> where timm is installed
+    flip_tta: bool = False  # the export averages the face and its mirror image (one batch, twice the rows)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -45,6 +47,64 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+class _Basic(nn.Module):
+    """ResNet's basic block: two 3×3 convolutions and a shortcut (1×1 when the shape changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
+        )
+        self.short = (nn.Identity() if stride == 1 and cin == cout else
+                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.short(x))
+
+
+def _resnet18(channels: int, width: int) -> tuple[nn.Module, int]:
+    """ResNet-18's [2, 2, 2, 2] layout with a 3×3 stem and no early pooling, as small face images need."""
+    widths = [width * 2**i for i in range(4)]
+    layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                               nn.ReLU(inplace=True)]
+    cin = widths[0]
+    for i, cout in enumerate(widths):
+        layers += [_Basic(cin, cout, 1 if i == 0 else 2), _Basic(cout, cout, 1)]
+        cin = cout
+    return nn.Sequential(*layers), cin
+
+
+class _Timm(nn.Module):
+    """A timm backbone's pooled features (ImageNet weights only when the user has them cached)."""
+
+    def __init__(self, name: str, channels: int) -> None:
+        super().__init__()
+        import timm
+
+        self.net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=channels)
+        self.dim = int(self.net.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, :, None, None]
+
+
+def _backbone(cfg: ExpressionConfig, channels: int) -> tuple[nn.Module, int]:
+    if cfg.backbone == "cnn":
+        layers, cin = [], channels
+        for i in range(cfg.blocks):
+            cout = cfg.width * 2**i
+            layers.append(_block(cin, cout))
+            cin = cout
+        return nn.Sequential(*layers), cin
+    if cfg.backbone == "resnet18":
+        return _resnet18(channels, cfg.width)
+    if cfg.backbone.startswith("timm:"):
+        net = _Timm(cfg.backbone[5:], channels)
+        return net, net.dim
+    raise ValueError(f"unknown backbone {cfg.backbone!r} (cnn, resnet18 or timm:<name>)")
+
+
 class ExpressionNet(nn.Module):
     """x [B, C, size, size] → logits [B, classes] (and the raw embedding [B, E] when embedding_dim > 0)."""
 
@@ -52,12 +112,7 @@ class ExpressionNet(nn.Module):
         super().__init__()
         self.config = cfg = config or ExpressionConfig(**overrides)
         channels = 1 if cfg.color == "gray" else 3
-        layers, cin = [], channels
-        for i in range(cfg.blocks):
-            cout = cfg.width * 2**i
-            layers.append(_block(cin, cout))
-            cin = cout
-        self.features = nn.Sequential(*layers)
+        self.features, cin = _backbone(cfg, channels)
         self.drop = nn.Dropout(cfg.dropout)
         self.embed = nn.Linear(cin, cfg.embedding_dim) if cfg.embedding_dim else None
         self.head = nn.Linear(cfg.embedding_dim or cin, cfg.classes)
@@ -76,10 +131,18 @@ class _Exported(nn.Module):
         self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        n = x.shape[0]
+        if self.model.config.flip_tta:
+            x = torch.cat([x, torch.flip(x, dims=[3])], 0)
         out = self.model(x)
-        if isinstance(out, tuple):
-            return torch.softmax(out[0], -1), F.normalize(out[1], dim=-1)
-        return torch.softmax(out, -1)
+        logits, emb = out if isinstance(out, tuple) else (out, None)
+        probs = torch.softmax(logits, -1)
+        if self.model.config.flip_tta:
+            probs = 0.5 * (probs[:n] + probs[n:])
+            emb = None if emb is None else emb[:n] + emb[n:]
+        if emb is not None:
+            return probs, F.normalize(emb, dim=-1)
+        return probs
 
 
 def export_onnx(

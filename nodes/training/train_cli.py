@@ -1,0 +1,85 @@
+"""``facegraph train <model>``: one command per model family, all on the shared trainer.
+
+    facegraph train fer --data fer2013/ --model cnn48 --epochs 30 --out runs/fer
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from .errors import TrainingError, require_torch
+from .trainer_args import add_trainer_arguments, config_from
+
+HELP = "train a model (fer, …) on the shared trainer; needs the [train] extra"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="model_family", metavar="MODEL")
+    sub.required = True
+    p = sub.add_parser("fer", help="facial-emotion classifier from an ImageFolder (FER-2013, CK+, …)")
+    p.add_argument("--data", required=True, help="DIR/train/<class>/ + DIR/val/<class>/, or DIR/<class>/")
+    p.add_argument("--model", default="cnn48", help="cnn48 (default), resnet18, or timm:<name>")
+    p.add_argument("--size", type=int, help="input size (default: the model's, 48 for cnn48)")
+    p.add_argument("--color", choices=["gray", "rgb", "bgr"], help="input colour (default: the model's)")
+    p.add_argument("--width", type=int, help="channels of the first block (cnn48/resnet18)")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--val-split", type=float, default=0.2, help="held-out fraction when DIR has no val/ folder")
+    p.add_argument("--group-by", metavar="REGEX", help="file-name pattern naming a person (CK+: '^(S\\d+)')")
+    p.add_argument("--balance", choices=["none", "weights", "sampler"], default="none",
+                   help="skewed classes: class-weighted loss or balanced sampling")
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--export", default="onnx", help="comma list of onnx, coreml (default onnx; 'none' to skip)")
+    add_trainer_arguments(p, out="runs/fer", epochs=30, batch_size=64, lr=1e-3, patience=6, extra_epochs=2)
+    p.set_defaults(run_family=train_fer)
+
+
+def main(args: argparse.Namespace) -> int:
+    require_torch()
+    return int(args.run_family(args) or 0)
+
+
+def train_fer(args: argparse.Namespace) -> int:
+    from . import imagefolder
+    from .fer import FerTask, export, model_config
+    from .trainer import Trainer
+
+    exports = [e for e in args.export.split(",") if e and e != "none"]
+    bad = [e for e in exports if e not in ("onnx", "coreml")]
+    if bad:
+        raise TrainingError(f"--export {bad[0]}: unknown target (onnx, coreml; TensorRT: facegraph export trt)")
+    config = config_from(args)
+    config.check()
+    probe = model_config(args.model, 1, size=args.size, color=args.color, width=args.width, dropout=args.dropout)
+    train, val = imagefolder.load_splits(args.data, size=probe.size, color=probe.color, val_split=args.val_split,
+                                         group_by=args.group_by, seed=args.seed)
+    if args.group_by:
+        overlap = set(imagefolder.groups_of(train.paths, args.group_by)) & set(
+            imagefolder.groups_of(val.paths, args.group_by))
+        assert not overlap, overlap  # the splitter's promise; cheap to check
+    cfg = model_config(args.model, len(train.classes), size=args.size, color=args.color, width=args.width,
+                       dropout=args.dropout)
+    print(f"data {args.data}: {len(train)} train, {len(val)} val images, {len(train.classes)} classes "
+          f"({', '.join(f'{c} {n}' for c, n in zip(train.classes, train.counts(), strict=True))})", flush=True)
+    task = FerTask(train, val, cfg, balance=args.balance, label_smoothing=args.label_smoothing)
+    command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    trainer = Trainer(config, resume=args.resume, init_from=args.init_from, command=command)
+    result = trainer.fit(task)
+    print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
+          + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
+    out = Path(config.out)
+    if "onnx" in exports or "coreml" in exports:
+        path, report = export(result.model, out, task, data=args.data, command=command, seconds=result.seconds,
+                              history_best=result.best_metrics)
+        print(f"exported {path} (+ {path.with_suffix('.json').name}): ONNX val accuracy {report['accuracy']:.4f}, "
+              f"mean recall {report['mean_recall']:.4f}", flush=True)
+    if "coreml" in exports:
+        from ..nets.expression import _Exported
+        from .exporting import export_coreml
+        from .fer import normalise, to_input
+
+        example = normalise(to_input(val.images[:1])).numpy()
+        print(f"exported {export_coreml(_Exported(result.model.cpu()).eval(), example, out / 'fer')}", flush=True)
+    return 0

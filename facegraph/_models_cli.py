@@ -15,8 +15,8 @@ from ._errors import ModelError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "path"],
-                        help="list (default), fetch NAME..., or path NAME")
+    parser.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "path", "card"],
+                        help="list (default), fetch NAME..., path NAME, or card NAME (what it was trained on, how, scores)")
     parser.add_argument("names", nargs="*", metavar="NAME", help="model or pack names, as listed")
     parser.add_argument("--force", action="store_true", help="fetch again even when present")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server (default 30)")
@@ -71,7 +71,47 @@ def fetch_models(names: list[str], force: bool, timeout: float) -> int:
     return 0
 
 
+#: metadata keys a card shows first, in this order (the rest follow)
+CARD_KEYS = ("description", "licence", "data", "data_licence", "command", "train_seconds", "scores",
+             "onnx_max_abs_diff", "labels", "input_size", "color")
+
+
+def show_card(name: str) -> int:
+    """The catalogue entry and the metadata JSON beside its file: data, licence, command, wall time, scores."""
+    entry = store.lookup(name)
+    if entry is None:
+        print(f"facegraph: unknown model '{name}'; run 'facegraph models' for the list", file=sys.stderr)
+        return 2
+    path = store.locate(entry)
+    card: dict = {"name": entry.name, "description": entry.description, "licence": entry.licence,
+                  "sha256": entry.sha256 or "unknown", "size": _size(entry), "path": str(path) if path else "absent"}
+    meta_path = path.with_suffix(".json") if path else None
+    if meta_path is not None and meta_path.is_file():
+        import json
+
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"facegraph: {meta_path}: unreadable model card ({exc})", file=sys.stderr)
+            return 1
+        card.update({k: meta[k] for k in CARD_KEYS if k in meta})
+        card.update({k: v for k, v in meta.items() if k not in card and k != "config"})
+    for key, value in card.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.action == "card":
+        if len(args.names) != 1:
+            print("facegraph: models card needs exactly one NAME", file=sys.stderr)
+            return 2
+        return show_card(args.names[0])
     if args.action == "fetch":
         return fetch_models(args.names, args.force, args.timeout)
     if args.action == "path":

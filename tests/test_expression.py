@@ -98,3 +98,27 @@ def test_missing_model_is_a_requirement(tmp_path, monkeypatch):
     ]
     (problem,) = Expression.requirements({"model": "fer_no_such_model"})
     assert "fer_no_such_model" in problem
+
+
+def test_template_reframes_arcface_crops_to_the_training_framing():
+    """A model trained on tighter faces (FER-2013) sees the keypoints of an ArcFace crop where its data had them."""
+    from facegraph.nodes.face._align import arcface_template
+
+    template = ((0.32, 0.389), (0.68, 0.389), (0.5, 0.597), (0.354, 0.768), (0.646, 0.768))
+    spec = CropSpec.from_metadata({"template": template, "color": "gray"}, size=96, color="gray")
+    for side in (112, 224):
+        image = np.zeros((side, side, 3), np.uint8)
+        for x, y in arcface_template(side):
+            cv2.circle(image, (round(x), round(y)), max(2, side // 40), (255, 255, 255), -1)
+        out = prepare(image[None], spec)[0, 0]
+        found = []
+        for x, y in np.asarray(template) * 96:
+            patch = out[int(y) - 6:int(y) + 7, int(x) - 6:int(x) + 7]
+            yy, xx = np.mgrid[int(y) - 6:int(y) + 7, int(x) - 6:int(x) + 7]
+            found.append(((xx * patch).sum() / patch.sum(), (yy * patch).sum() / patch.sum()))
+        m = spec.crop_matrix(side)
+        expected = arcface_template(side) @ m[:, :2].T + m[:, 2]
+        assert np.abs(np.array(found) - expected).max() < 0.75  # the warp does what its matrix says
+        assert np.abs(np.array(found) - np.asarray(template) * 96).max() < 0.03 * 96  # a close fit to the template
+    with pytest.raises(ValueError, match="template must be 5"):
+        CropSpec.from_metadata({"template": [[0, 0]]}, size=48, color="gray")

@@ -21,6 +21,8 @@ class CropSpec:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     scale: float = 1.0 / 255.0
+    #: where the model's training images had the five ArcFace keypoints (fractions of the side); None: resize only
+    template: tuple[tuple[float, float], ...] | None = None
 
     @property
     def channels(self) -> int:
@@ -36,7 +38,23 @@ class CropSpec:
         channels = 1 if color == "gray" else 3
         mean = _per_channel(meta.get("mean", 0.0), channels, "mean")
         std = _per_channel(meta.get("std", 1.0), channels, "std")
-        return cls(size, color, mean, std, float(meta.get("scale", 1.0 / 255.0)))
+        template = meta.get("template")
+        if template is not None:
+            pts = np.asarray(template, np.float64)
+            if pts.shape != (5, 2) or not np.all(np.isfinite(pts)):
+                raise ValueError(f"template must be 5 [x, y] points, got {template!r}")
+            template = tuple((float(x), float(y)) for x, y in pts)
+        return cls(size, color, mean, std, float(meta.get("scale", 1.0 / 255.0)), template)
+
+    def crop_matrix(self, crop_size: int) -> np.ndarray:
+        """ArcFace crop (crop_size²) → model input: the similarity that puts the template's keypoints in place.
+
+        A data set framed looser or tighter than ArcFace's template (FER-2013's faces
+        fill their frames) then sees faces at inference as it saw them in training.
+        """
+        from ..face._align import arcface_template, umeyama
+
+        return umeyama(arcface_template(crop_size), np.asarray(self.template, np.float64) * self.size)
 
 
 def _per_channel(value: float | Sequence[float], channels: int, what: str) -> tuple[float, ...]:
@@ -55,7 +73,14 @@ def prepare(images: np.ndarray, spec: CropSpec) -> np.ndarray:
     images = np.asarray(images)
     n = len(images)
     out = np.empty((n, spec.size, spec.size, spec.channels), np.float32)
+    matrices: dict[int, np.ndarray] = {}
     for i, img in enumerate(images):
+        side = img.shape[0]
+        if spec.template is not None and side == img.shape[1] and (side % 112 == 0 or side % 128 == 0):
+            if side not in matrices:  # reframe at the crop's own size, then shrink with area averaging below
+                matrices[side] = spec.crop_matrix(side) * (side / spec.size)
+            img = cv2.warpAffine(img, matrices[side], (side, side), flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REPLICATE)
         if img.shape[0] != spec.size or img.shape[1] != spec.size:
             shrink = img.shape[0] > spec.size
             img = cv2.resize(img, (spec.size, spec.size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)

@@ -89,6 +89,10 @@ class FerTask:
     def model_config(self) -> dict[str, Any]:
         return {**asdict(self.config), "labels": list(self.train.classes)}
 
+    def fresh_layers(self, their_config: dict[str, Any]) -> list[str]:
+        """Fine-tuning on other classes (CK+ after FER-2013): the class head starts anew."""
+        return [] if their_config.get("labels") == list(self.train.classes) else ["head."]
+
     def build_model(self) -> nn.Module:
         return ExpressionNet(self.config).to(memory_format=torch.channels_last)
 

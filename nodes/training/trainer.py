@@ -212,7 +212,10 @@ class Trainer:
                       "nothing to train", flush=True)
         elif self.init_from is not None:
             state = checkpoints.load(self.init_from, "--init-from")
-            self._load_compatible(model, state["model"])
+            fresh = getattr(task, "fresh_layers", lambda config: [])(state.get("model_config", {}))
+            taken = self._load_compatible(model, state["model"], fresh)
+            print(f"--init-from {state['path']}: {taken} tensors taken"
+                  + (f", {', '.join(fresh)} start fresh" if fresh else ""), flush=True)
 
         self.out.mkdir(parents=True, exist_ok=True)
         stopped = "epochs"
@@ -325,12 +328,14 @@ class Trainer:
                     disable=None, dynamic_ncols=True)
 
     @staticmethod
-    def _load_compatible(model: nn.Module, weights: dict[str, torch.Tensor]) -> None:
-        """Fine-tuning start: take every tensor whose name and shape match (a new class head starts fresh)."""
+    def _load_compatible(model: nn.Module, weights: dict[str, torch.Tensor], fresh: list[str]) -> int:
+        """Fine-tuning start: every tensor whose name and shape match, except the ``fresh`` prefixes."""
         own = model.state_dict()
-        taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+        taken = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape
+                 and not any(k.startswith(p) for p in fresh)}
         if not taken:
             raise TrainingError("--init-from: no layer of that checkpoint fits this model")
         own.update(taken)
         model.load_state_dict(own)
+        return len(taken)
 

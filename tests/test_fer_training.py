@@ -119,9 +119,9 @@ def test_corrupt_checkpoint_and_wrong_resume_are_one_line(tmp_path, capsys):
     bad.write_bytes(b"garbage")
     code, err = _run(capsys, "train", "fer", "--data", str(root), "--resume", str(bad), "--out", str(tmp_path / "o"))
     assert code == 2 and f"--resume {bad}: not a readable checkpoint" in err
-    args = ["train", "fer", "--data", str(root), "--epochs", "1", "--width", "4", "--no-progress", "--export", "none"]
-    assert _run(capsys, *args, "--out", str(tmp_path / "a"))[0] == 0
-    code, err = _run(capsys, *args[:-4], "--width", "8", "--out", str(tmp_path / "b"), "--resume", str(tmp_path / "a"))
+    args = ["train", "fer", "--data", str(root), "--epochs", "1", "--no-progress", "--export", "none"]
+    assert _run(capsys, *args, "--width", "4", "--out", str(tmp_path / "a"))[0] == 0
+    code, err = _run(capsys, *args, "--width", "8", "--out", str(tmp_path / "b"), "--resume", str(tmp_path / "a"))
     assert code == 2 and "checkpoint's model differs" in err and "width=4 vs 8" in err
     code, err = _run(capsys, "eval", "fer", "--model", str(tmp_path / "none.onnx"), "--data", str(root))
     assert code == 2 and "none.onnx: no such file" in err
@@ -140,3 +140,22 @@ def test_a_model_onnx_cannot_trace_is_refused_in_one_line(tmp_path):
 def test_predict_and_eval_need_existing_files(tmp_path, capsys):
     code, err = _run(capsys, "predict", str(tmp_path / "nope.jpg"))
     assert code == 2 and "nope.jpg: no such image file" in err
+
+
+def test_the_resnet18_backbone_gives_an_embedding_and_exports(tmp_path):
+    from facegraph.nodes.nets.expression import ExpressionNet, _Exported
+    from facegraph.nodes.nets.expression import export_onnx as export_expression
+    from facegraph.nodes.training.exporting import export_onnx_checked
+    from facegraph.nodes.training.fer import model_config
+
+    cfg = model_config("resnet18", 5, width=8)
+    model = ExpressionNet(cfg).eval()
+    logits, emb = model(torch.zeros(3, 1, 48, 48))
+    assert logits.shape == (3, 5) and emb.shape == (3, 128)
+    x = np.random.default_rng(0).normal(size=(4, 1, 48, 48)).astype(np.float32)
+    path, diff = export_onnx_checked(
+        lambda: export_expression(model, tmp_path / "r.onnx", labels=list("abcde")), _Exported(model).eval(), [x],
+        "resnet18")
+    assert diff < 1e-4 and json.loads(path.with_suffix(".json").read_text())["onnx_max_abs_diff"] == diff
+    with pytest.raises(TrainingError, match="--model vgg99: unknown"):
+        model_config("vgg99", 7)

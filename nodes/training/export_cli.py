@@ -101,5 +101,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"{args.data}: accuracy {report['accuracy']:.4f}, mean recall {report['mean_recall']:.4f} "
                   f"({report['n']} images)")
     else:
-        print(f"wrote {export_coreml(_Exported(model).eval(), sample[:1], out / 'fer')}")
+        meta = {"labels": labels, "input_size": cfg.size, "color": cfg.color, "mean": MEAN, "std": STD,
+                "scale": 1 / 255, "template": [list(p) for p in FER_TEMPLATE]}
+        print(f"wrote {export_coreml(_Exported(model).eval(), sample[:1], out / 'fer', metadata=meta)}")
     return 0

@@ -56,8 +56,13 @@ def export_onnx_checked(export_fn: Callable[[], Path], torch_fn: Callable[..., A
     return path, diff
 
 
-def export_coreml(module: Any, example: np.ndarray, path: Path, input_name: str = "image") -> Path:
-    """A traced torch module → ``.mlpackage`` (needs coremltools: the ``[coreml]`` extra)."""
+def export_coreml(module: Any, example: np.ndarray, path: Path, input_name: str = "image",
+                  metadata: dict[str, Any] | None = None) -> Path:
+    """A traced torch module → ``.mlpackage`` (needs coremltools: the ``[coreml]`` extra).
+
+    ``metadata`` (labels, input size, normalisation) goes into the package's user-defined
+    metadata as JSON strings, so the file alone tells a node how to feed it.
+    """
     try:
         import coremltools as ct
     except ImportError:
@@ -73,6 +78,8 @@ def export_coreml(module: Any, example: np.ndarray, path: Path, input_name: str 
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingError(f"--export coreml: conversion failed ({first})") from None
+    for key, value in (metadata or {}).items():
+        model.user_defined_metadata[str(key)] = json.dumps(value)
     path = path.with_suffix(".mlpackage")
     model.save(str(path))
     return path

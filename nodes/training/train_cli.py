@@ -78,8 +78,11 @@ def train_fer(args: argparse.Namespace) -> int:
     if "coreml" in exports:
         from ..nets.expression import _Exported
         from .exporting import export_coreml
-        from .fer import normalise, to_input
+        from .fer import FER_TEMPLATE, MEAN, STD, normalise, to_input
 
         example = normalise(to_input(val.images[:1])).numpy()
-        print(f"exported {export_coreml(_Exported(result.model.cpu()).eval(), example, out / 'fer')}", flush=True)
+        meta = {"labels": train.classes, "input_size": cfg.size, "color": cfg.color, "mean": MEAN, "std": STD,
+                "scale": 1 / 255, "template": [list(p) for p in FER_TEMPLATE]}
+        path = export_coreml(_Exported(result.model.cpu()).eval(), example, out / "fer", metadata=meta)
+        print(f"exported {path}", flush=True)
     return 0

@@ -44,7 +44,7 @@ def faces(request):
     pytest.importorskip("av")
     scrfd_mod = pytest.importorskip("insightface.model_zoo.scrfd")
     from conftest import shared_file
-    from facegraph.nodes.models._arcface import align
+    from facegraph.nodes.face._align import align
 
     det = scrfd_mod.SCRFD(str(shared_file("models", "scrfd_500m_det_500m.onnx")))
     det.prepare(-1, input_size=(640, 640), det_thresh=0.5)

@@ -40,7 +40,7 @@ def _load_part(spec: str, what: str, providers: str, threads: int) -> tuple[Call
         try:
             import torch
 
-            from .nets.reconstruction import load_checkpoint
+            from ..nets.reconstruction import load_checkpoint
         except ImportError:
             raise ModelError(f"{path}: a torch checkpoint needs torch (pip install 'facegraph[train]')") from None
         try:

@@ -217,5 +217,7 @@ FRAME = PortType(
     array("image", "uint8", "H", "W", 3, doc="the picture, BGR unless the source says rgb"),
     value("timestamp", (float, int), required=False, doc="media time in seconds"),
     value("fps", (float, int), required=False, doc="the source's nominal frame rate"),
+    value("shot", int, required=False,
+          doc="frames with another shot number do not continue this one (each image of an unrelated folder)"),
     doc="one video frame",
 )

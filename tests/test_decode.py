@@ -113,6 +113,20 @@ def test_image_folder_and_glob_sorted_with_gray_and_alpha(tmp_path):
     assert len(single) == 1 and single[0].fps == 30.0
 
 
+def test_each_image_of_a_folder_is_its_own_shot_unless_a_sequence(tmp_path):
+    import cv2
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in "abc":
+        cv2.imwrite(str(folder / f"{name}.png"), np.full((20, 30, 3), 90, np.uint8))
+    assert [f.get("shot") for f in run_frames(folder)] == [0, 1, 2]
+    assert [f.get("shot") for f in run_frames(folder, max_frames=5, loop=True)] == [0, 1, 2, 3, 4]  # never repeats
+    assert [f.get("shot") for f in run_frames(folder, sequence=True)] == [None, None, None]
+    clip = make_clip(tmp_path / "c.mkv", n=3)
+    assert [f.get("shot") for f in run_frames(clip, sequence=False)] == [None, None, None]  # a video is one scene
+
+
 def test_options_every_max_side_color_start_duration(tmp_path):
     import cv2
 

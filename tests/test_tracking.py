@@ -1,11 +1,12 @@
 """The IoU tracker and the landmarks node's identity book (FaceTracks) on synthetic boxes: ids persist,
-new faces get new ids, gaps, fast motion, re-identification of lost faces."""
+new faces get new ids, gaps, fast motion, re-identification of lost faces; shot cuts end every track and
+an appearance change stops a detection from extending a face."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from facegraph.nodes.face._tracking import FaceTracks, IoUTracker, hist_distance, hsv_histogram
+from facegraph.nodes.face._tracking import FaceTracks, IoUTracker, ShotCuts, hist_distance, hsv_histogram
 
 
 def _box(x, y, s=50):
@@ -128,3 +129,51 @@ def test_hsv_histogram_and_distance():
     assert hist_distance(red, blue) == pytest.approx(1.0, abs=1e-3)
     assert hist_distance(red, None) == 0.5
     assert hsv_histogram(image, _b(200, 200)) is None
+
+
+# --- shot cuts and appearance ----------------------------------------------------------------
+
+def _scene(colour, shape=(120, 160)):
+    rng = np.random.default_rng(0)
+    image = np.empty((*shape, 3), np.uint8)
+    image[:] = colour
+    return np.clip(image.astype(int) + rng.integers(-8, 8, image.shape), 0, 255).astype(np.uint8)
+
+
+def test_shot_cuts_from_colour_size_and_shot_number():
+    cuts = ShotCuts()
+    office, beach = _scene((60, 90, 140)), _scene((200, 180, 40))
+    assert not cuts(office)  # the first frame starts the stream, it is no cut
+    assert not cuts(np.roll(office, 5, axis=1))  # the same shot, moved
+    assert cuts(beach)
+    assert not cuts(beach)
+    assert cuts(_scene((200, 180, 40), (240, 320)))  # the same colours, another size
+    assert cuts(beach, shot=7) and not cuts(beach, shot=7) and cuts(beach, shot=8)
+    off = ShotCuts(0.0)
+    assert not off(office) and not off(beach)  # histograms off ...
+    assert off(beach, shot=1)  # ... a new shot number still counts
+
+
+def test_a_cut_ends_every_track_and_ids_are_never_reused():
+    book = FaceTracks()
+    assert _run(book, 0, [_b(100, 100), _b(300, 100)])[0] == [0, 1]
+    book.cut()
+    assert _run(book, 1, [_b(300, 100), _b(100, 100)])[0] == [2, 3]  # same places, other people
+    tr = IoUTracker()
+    assert tr.update(np.array([_box(0, 0)]), 0).tolist() == [0]
+    tr.cut()
+    assert tr.update(np.array([_box(0, 0)]), 1).tolist() == [1]
+
+
+def test_someone_else_in_the_same_place_does_not_extend_a_followed_face():
+    red, blue = np.zeros(8), np.zeros(8)
+    red[0], blue[5] = 1.0, 1.0
+    for gate, expect in ((0.6, [1]), (1.0, [0])):  # 1.0: the gate off, as before it came
+        book = FaceTracks(follow_appearance=gate)
+        _run(book, 0, [_b(100, 100)], looks=[red])
+        ids, followed = _run(book, 1, [_b(102, 100)], looks=[blue])
+        assert ids == expect and followed == [gate == 1.0]
+    book = FaceTracks(follow_appearance=0.6)
+    _run(book, 0, [_b(100, 100)], looks=[red])
+    assert _run(book, 1, [_b(102, 100)], looks=[None])[0] == [0]  # no evidence never vetoes
+    assert _run(book, 2, [_b(104, 100)], looks=[red * 0.9 + blue * 0.1])[0] == [0]  # a small change is fine

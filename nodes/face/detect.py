@@ -19,6 +19,11 @@ so there is no cycle in the graph, and consumers that need per-frame boxes use
 matches each fresh detection to the faces it followed up to the previous frame and to faces
 lost recently, taking this node's ``track_id`` as a hint only, so ids stay put even when a
 face moves far between two sparse detections.
+
+Shot cuts (``shot_cut``, ``_tracking.ShotCuts``: consecutive frames' colour histograms far
+apart, a new frame size, or a new ``shot`` number from decode) end every track of the IoU
+tracker, and the detector runs on a cut frame whatever ``detect_every`` says, so the faces
+of a new shot are found at once and never inherit an id from the last one.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from facegraph import FRAME, Input, ModelError, Node, Output, Param, ParamError,
 
 from ..types import FACES
 from . import _blazeface, _scrfd
-from ._tracking import IoUTracker
+from ._tracking import IoUTracker, ShotCuts
 
 
 def _empty() -> dict[str, np.ndarray]:
@@ -59,6 +64,8 @@ class Detect(Node):
     detect_every = Param(int, 1, ge=1, doc="run the detector on every N-th frame; landmarks follow faces between")
     track_iou = Param(float, 0.3, ge=0.0, le=1.0, doc="tracker: minimum IoU to continue a track")
     track_max_age = Param(int, 60, ge=0, doc="tracker: frames a track survives without a detection")
+    shot_cut = Param(float, 0.25, ge=0.0, le=1.0,
+                     doc="frame histogram distance that is a shot cut: tracks end, the detector runs (0 = off)")
     providers = Param(str, "auto", doc="ONNX Runtime providers for scrfd: auto, cpu, cuda, coreml, tensorrt")
 
     threads = 2
@@ -96,6 +103,7 @@ class Detect(Node):
 
         cv2.setNumThreads(max(1, self.context.threads))
         self._tracker = IoUTracker(self.track_iou, self.track_max_age)
+        self._cuts = ShotCuts(self.shot_cut)
         self._last: dict[str, np.ndarray] = _empty()
         self._count = 0
         if self.backend == "scrfd":
@@ -129,9 +137,11 @@ class Detect(Node):
     def process(self, frame: Any) -> dict[str, dict[str, Any]]:
         index = self._count
         self._count += 1
-        if index % self.detect_every:
-            return {"faces": self._last}
         image = frame.image
+        if self._cuts(image, frame.get("shot")):
+            self._tracker.cut()
+        elif index % self.detect_every:
+            return {"faces": self._last}
         if self.backend == "scrfd":
             boxes, scores, kps = self._detect_scrfd(image)
         else:

@@ -26,6 +26,13 @@ again; two followed faces that land on the same face (IoU > 0.5) keep one id. Ou
 carries boxes from the landmarks' extent, ArcFace keypoints from the landmarks, the landmark
 score and the track ids: downstream nodes should use ``landmarks.faces`` rather than
 ``detect.faces``. Without ``track_id`` in its input the node follows nothing and emits no ids.
+
+Tracks never continue onto another person: a detection extends a followed face only when its
+colour histogram is within ``track_appearance`` of the face's, and a shot cut (``shot_cut``:
+consecutive frames' colour histograms far apart, a new frame size, or a new ``shot`` number
+from decode, which gives each image of an unrelated folder its own) ends every track; faces
+of the new shot get new ids once the detector (which runs on a cut frame whatever
+``detect_every`` says) sees them.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ from facegraph import FRAME, Input, Node, Output, Param, ParamError, register
 from ..types import FACES, LANDMARKS
 from . import _facemesh as fm
 from ._nms import iou_matrix
-from ._tracking import FaceTracks, hsv_histogram
+from ._tracking import FaceTracks, ShotCuts, hsv_histogram
 
 PFLD_DEFAULTS = {
     "input_size": 112,
@@ -68,6 +75,10 @@ class Landmarks(Node):
     roll = Param(bool, True, doc="rotate crops by the eye line (roll-aware ROI)")
     providers = Param(str, "auto", doc="ONNX Runtime providers for the onnx backend")
     track_max_age = Param(int, 60, ge=0, doc="frames a lost face keeps its id for re-identification")
+    track_appearance = Param(float, 0.6, ge=0.0, le=1.0,
+                             doc="colour-histogram distance above which a detection cannot extend a face (1 = off)")
+    shot_cut = Param(float, 0.25, ge=0.0, le=1.0,
+                     doc="frame histogram distance that is a shot cut and ends every track (0 = off)")
 
     threads = 2
 
@@ -81,7 +92,8 @@ class Landmarks(Node):
         import cv2
 
         cv2.setNumThreads(max(1, self.context.threads))
-        self._book = FaceTracks(max_age=self.track_max_age)
+        self._book = FaceTracks(max_age=self.track_max_age, follow_appearance=self.track_appearance)
+        self._cuts = ShotCuts(self.shot_cut)
         self._rois: dict[int, fm.Roi] = {}  # followed faces: where to crop them on the next frame
         self._given: tuple[np.ndarray, np.ndarray] | None = None  # the last detection (boxes, ids)
         self._count = 0
@@ -138,6 +150,9 @@ class Landmarks(Node):
             rows = [(r[0], r[1], -1, r[2], r[3]) for r in self._landmarks(image, rois) if r is not None]
             return self._outputs(*(list(v) for v in zip(*rows, strict=True)) if rows else ([],) * 5, False)
         det_ids = np.asarray(det_ids, np.int64).reshape(-1)
+        if self._cuts(image, frame.get("shot")):  # a new shot: nobody here continues a face of the last
+            self._book.cut()
+            self._rois.clear()
         fresh = self._given is None or not (
             np.array_equal(self._given[0], boxes) and np.array_equal(self._given[1], det_ids)
         )

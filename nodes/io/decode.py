@@ -9,6 +9,13 @@ what the graph sees stays fresh.
 Every Frame carries its own image, so a resolution change mid-stream gives
 frames of the new size from then on (downstream nodes read each frame's shape).
 Grayscale and alpha input is converted to 3-channel uint8.
+
+Images of a folder or glob are unrelated photos unless ``sequence: true`` says they are the
+frames of one scene: each image then gets its own ``shot`` number in the Frame, and the
+trackers (``detect``, ``landmarks``) end every track when it changes, so no track id, AU
+baseline or temporal window carries from one photo to the next (ids are never reused). With
+``sequence: true`` (and for videos, cameras and streams) no ``shot`` is sent: faces are tracked
+from frame to frame, and only a shot cut seen in the pictures ends the tracks.
 """
 
 from __future__ import annotations
@@ -111,6 +118,7 @@ class Decode(Source):
     fps = Param(float, 0.0, ge=0, doc="frame rate for image sequences and cameras (0 = native, or 30)")
     timeout = Param(float, 10.0, ge=0.1, doc="seconds a network stream may stay silent before it is an error")
     queue_size = Param(int, 4, ge=1, le=256, doc="decoded frames buffered ahead of the graph")
+    sequence = Param(bool, False, doc="images: the folder is one scene, tracked across images (else each is its own)")
 
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
@@ -221,6 +229,8 @@ class Decode(Source):
         out_fps = self._native_fps / self.every
         self._reader = _Reader(self._produce, self.queue_size, self.live and not self.realtime, self.id)
         wall0 = ts0 = None
+        shots = self.spec.kind == "images" and not self.sequence  # each image its own stream
+        count = 0
         while True:
             item = self._reader.get()
             if item is _END:
@@ -240,7 +250,11 @@ class Decode(Source):
                 delay = wall0 + (ts - ts0) - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            yield {"frame": {"image": image, "timestamp": float(ts), "fps": float(out_fps)}}
+            fields = {"image": image, "timestamp": float(ts), "fps": float(out_fps)}
+            if shots:
+                fields["shot"] = count
+            count += 1
+            yield {"frame": fields}
 
     def close(self) -> None:
         reader, self._reader = getattr(self, "_reader", None), None

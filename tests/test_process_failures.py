@@ -156,7 +156,11 @@ class Pair(Node):
         return {"out": {"pair": [a.frame_id, b.frame_id]}}
 
 
-def live_graph(tmp_path: Path, frames: int = 250, restart: int = 1, camera: bool = True) -> Graph:
+#: a live source long enough (6 s at 100 FPS) for a worker to be respawned on a loaded machine before it ends
+LIVE_FRAMES = 600
+
+
+def live_graph(tmp_path: Path, frames: int = LIVE_FRAMES, restart: int = 1, camera: bool = True) -> Graph:
     g = Graph("restart")
     src = g.add("synthetic", id="src", frames_total=frames, width=64, height=48, camera=camera, realtime=camera,
                 fps=100.0)
@@ -173,7 +177,7 @@ def test_restart_keeps_a_live_run_going(tmp_path):
     assert (tmp_path / "crashed").exists()
     lost = stats.nodes["crashy"].drops
     assert lost >= 1
-    assert stats.frames_out + lost + stats.nodes["src"].drops == 250
+    assert stats.frames_out + lost + stats.nodes["src"].drops == LIVE_FRAMES
     assert stats.frames_out + lost == stats.frames_in
     assert stats.dropped == lost + stats.nodes["src"].drops
     ids = [r.frame_id for r in results]

@@ -159,3 +159,11 @@ def test_the_resnet18_backbone_gives_an_embedding_and_exports(tmp_path):
     assert diff < 1e-4 and json.loads(path.with_suffix(".json").read_text())["onnx_max_abs_diff"] == diff
     with pytest.raises(TrainingError, match="--model vgg99: unknown"):
         model_config("vgg99", 7)
+
+
+def test_group_folds_hold_every_person_out_once(tmp_path):
+    data = imagefolder.load(_folder(tmp_path / "d", per_class=30, subjects=10), size=48)
+    held = [imagefolder.split(data, 0.2, group_by=r"^(S\d+)", fold=k)[1] for k in range(5)]
+    assert sorted(np.concatenate(held).tolist()) == list(range(len(data)))
+    with pytest.raises(TrainingError, match="--val-fold must be 0…4"):
+        imagefolder.split(data, 0.2, group_by=r"^(S\d+)", fold=5)

@@ -121,8 +121,12 @@ def groups_of(paths: list[str], pattern: str) -> list[str]:
 
 
 def split(data: LabelledImages, fraction: float, *, group_by: str | None = None,
-          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Train and validation indices: about ``fraction`` held out, stratified by class, whole groups per side."""
+          seed: int = 0, fold: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Train and validation indices: about ``fraction`` held out, stratified by class, whole groups per side.
+
+    With ``group_by`` the held-out part is fold ``fold`` of round(1 / fraction) folds, so
+    ``fold`` 0…k-1 gives a k-fold cross-validation with every person held out once.
+    """
     if not 0.0 < fraction < 1.0:
         raise TrainingError(f"--val-split must be between 0 and 1, got {fraction}")
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedShuffleSplit
@@ -134,8 +138,10 @@ def split(data: LabelledImages, fraction: float, *, group_by: str | None = None,
         if len(set(groups)) < folds:
             raise TrainingError(f"--group-by {group_by!r}: only {len(set(groups))} groups, need ≥ {folds} "
                                 f"for --val-split {fraction}")
+        if not 0 <= fold < folds:
+            raise TrainingError(f"--val-fold must be 0…{folds - 1} for --val-split {fraction}, got {fold}")
         splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        train, val = next(splitter.split(index, data.labels, groups))
+        train, val = list(splitter.split(index, data.labels, groups))[fold]
     else:
         splitter = StratifiedShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
         train, val = next(splitter.split(index, data.labels))
@@ -143,7 +149,7 @@ def split(data: LabelledImages, fraction: float, *, group_by: str | None = None,
 
 
 def load_splits(root: str | Path, *, size: int, color: str, val_split: float = 0.2, group_by: str | None = None,
-                seed: int = 0, threads: int = 4) -> tuple[LabelledImages, LabelledImages]:
+                seed: int = 0, threads: int = 4, fold: int = 0) -> tuple[LabelledImages, LabelledImages]:
     """(train, val) from either layout; class lists of both sides are the same and in the same order."""
     root = Path(root).expanduser()
     train_dir = root / "train"
@@ -155,5 +161,5 @@ def load_splits(root: str | Path, *, size: int, color: str, val_split: float = 0
     if train_dir.is_dir():
         root = train_dir
     data = load(root, size=size, color=color, threads=threads)
-    train_idx, val_idx = split(data, val_split, group_by=group_by, seed=seed)
+    train_idx, val_idx = split(data, val_split, group_by=group_by, seed=seed, fold=fold)
     return data.subset(train_idx), data.subset(val_idx)

@@ -28,6 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--dropout", type=float, default=0.3)
     p.add_argument("--val-split", type=float, default=0.2, help="held-out fraction when DIR has no val/ folder")
     p.add_argument("--group-by", metavar="REGEX", help="file-name pattern naming a person (CK+: '^(S\\d+)')")
+    p.add_argument("--val-fold", type=int, default=0,
+                   help="with --group-by: which of the 1/--val-split folds to hold out (k-fold cross-validation)")
     p.add_argument("--balance", choices=["none", "weights", "sampler"], default="none",
                    help="skewed classes: class-weighted loss or balanced sampling")
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -54,7 +56,7 @@ def train_fer(args: argparse.Namespace) -> int:
     config.check()
     probe = model_config(args.model, 1, size=args.size, color=args.color, width=args.width, dropout=args.dropout)
     train, val = imagefolder.load_splits(args.data, size=probe.size, color=probe.color, val_split=args.val_split,
-                                         group_by=args.group_by, seed=args.seed)
+                                         group_by=args.group_by, seed=args.seed, fold=args.val_fold)
     if args.group_by:
         overlap = set(imagefolder.groups_of(train.paths, args.group_by)) & set(
             imagefolder.groups_of(val.paths, args.group_by))

@@ -93,9 +93,10 @@ def test_matches_torch(tiny, n):
 
 def test_missing_model_is_a_requirement(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path))
-    assert Expression.requirements({"model": "fer_cnn"}) == [
-        "needs model facegraph/fer_cnn (facegraph models fetch facegraph/fer_cnn)"
+    assert Expression.requirements({"model": "expression_gru"}) == [
+        "needs model facegraph/expression_gru (facegraph models fetch facegraph/expression_gru)"
     ]
+    assert Expression.requirements({"model": "fer_cnn"}) == []  # ships inside the package
     (problem,) = Expression.requirements({"model": "fer_no_such_model"})
     assert "fer_no_such_model" in problem
 

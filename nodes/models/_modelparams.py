@@ -19,12 +19,20 @@ FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 OWN_MODELS = (
     ("facegraph/expression_gru", "facegraph/expression_gru/expression_gru.onnx",
      "GRU temporal head over ArcFace windows (nodes/nets/gru.py export_onnx) + metadata.json"),
-    ("facegraph/fer_cnn", "facegraph/fer_cnn.onnx",
-     "FER-2013 emotion CNN, 48x48 gray, 7 classes + 128-D embedding (nodes/nets/expression.py) + .json"),
     ("facegraph/expression_encoder", "facegraph/expression_encoder.onnx",
      "DINOv2-style expression transformer, crop → K tokens (nodes/nets/reconstruction.py) + .json"),
     ("facegraph/reconstruction_decoder", "facegraph/reconstruction_decoder.onnx",
      "expression tokens + subject embedding → face image (nodes/nets/reconstruction.py) + .json"),
+)
+
+
+#: models trained by the project that ship inside this package (nodes/models/data/), with a card beside each
+#: (``facegraph models card NAME``: data, licence, command, wall time, scores)
+SHIPPED_MODELS = (
+    ("facegraph/fer_cnn", "data/fer_cnn.onnx", ("fer_cnn", "fer"),
+     "FER-2013 emotion CNN, 48x48 gray, 7 classes + 128-D embedding; val 63.8 % (facegraph train fer)",
+     "MIT code; weights trained on FER-2013: research use only",
+     "04c0ab410412986b4fe2eec73a421bbdf3651eff64a59a9a2e0b3299899b8ba8", 4_831_617),
 )
 
 
@@ -38,6 +46,11 @@ def _register_own_models() -> None:
                    aliases=(name.split("/", 1)[1],),
                    note="built by the project's training scripts; no public download yet")
         for name, filename, desc in OWN_MODELS
+    ))
+    register_models(*(
+        ModelEntry(name=name, filename=filename, description=desc, licence=licence, sha256=sha, size=size,
+                   package=__package__, aliases=aliases)
+        for name, filename, aliases, desc, licence, sha, size in SHIPPED_MODELS
     ))
 
 

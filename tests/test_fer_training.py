@@ -201,3 +201,17 @@ def test_predict_names_the_emotion_of_every_face_in_a_real_photo(capsys):
     assert sum(next(iter(r["probs"])) == "happy" for r in rows) >= 2  # a cast photo: most of them smile
     assert cli(["predict", str(photo)]) == 0
     assert "PROBABILITIES" in capsys.readouterr().out
+
+
+def test_coreml_export_carries_the_metadata(tmp_path):
+    ct = pytest.importorskip("coremltools", reason="CoreML export needs coremltools (the [coreml] extra)")
+    from facegraph.nodes.nets.expression import ExpressionNet, _Exported
+    from facegraph.nodes.training.exporting import export_coreml
+    from facegraph.nodes.training.fer import model_config
+
+    model = ExpressionNet(model_config("cnn48", 3, width=4)).eval()
+    example = np.zeros((1, 1, 48, 48), np.float32)
+    path = export_coreml(_Exported(model).eval(), example, tmp_path / "fer", metadata={"labels": ["a", "b", "c"]})
+    assert path.suffix == ".mlpackage" and path.is_dir()
+    spec = ct.models.MLModel(str(path), skip_model_load=True)
+    assert json.loads(spec.user_defined_metadata["labels"]) == ["a", "b", "c"]

@@ -16,7 +16,8 @@ from ._errors import ModelError
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", nargs="?", default="list", choices=["list", "fetch", "path", "card"],
-                        help="list (default), fetch NAME..., path NAME, or card NAME (what it was trained on, how, scores)")
+                        help="list (default), fetch NAME..., path NAME, or card NAME "
+                        "(what it was trained on, how, scores)")
     parser.add_argument("names", nargs="*", metavar="NAME", help="model or pack names, as listed")
     parser.add_argument("--force", action="store_true", help="fetch again even when present")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server (default 30)")

@@ -14,6 +14,7 @@ from ._errors import GraphError, RunError
 from ._graph import Graph, OutputRef
 from ._node import RunContext, StopRun
 from ._ports import Packet
+from ._results import Results
 from ._runner import EOS, Emission, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from ._stats import RunStats
 
@@ -111,6 +112,20 @@ class Run:
                 yield result
         finally:
             self.stats.wall_s = time.perf_counter() - start
+
+    def collect(self) -> Results:
+        """Run to the end, keeping every frame's results; ``.to_pandas()`` on them gives the graph's table.
+
+        Unless the run was told which outputs to hand back, the outputs the table is made
+        from (for face graphs: what the CSV sink is fed) are collected beside the leaf outputs.
+        """
+        from ._results import Results, table_outputs
+
+        if self.options.outputs is None:
+            extra = table_outputs(self.graph)
+            if extra:
+                self.options.outputs = list(dict.fromkeys([*self.graph.leaf_outputs(), *extra]))
+        return Results(self.graph, self)
 
     def wait(self) -> RunStats:
         """Run to the end, discarding per-frame results; return the statistics."""
@@ -239,4 +254,4 @@ def _quiet_close(fn: Callable[[], None]) -> None:
         logging.getLogger("facegraph").exception("error while closing a node")
 
 
-__all__ = ["EOS", "EndOfStream", "Result", "Run", "RunOptions", "Skip", "run"]
+__all__ = ["EOS", "EndOfStream", "Result", "Results", "Run", "RunOptions", "Skip", "run"]

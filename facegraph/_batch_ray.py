@@ -101,10 +101,10 @@ def run_ray(graph: Graph, todo: list[BatchItem], opts: BatchOptions, manifest: M
     if not ray.is_initialized():
         try:
             if opts.address:
-                ray.init(address=opts.address, log_to_driver=False, logging_level=logging.WARNING)
+                ray.init(address=opts.address, log_to_driver=False, logging_level=logging.ERROR)
             else:
                 ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.WARNING)
+                         logging_level=logging.ERROR)
         except Exception as exc:  # a cluster that cannot be reached: one line
             raise BatchError(f"cannot start or reach Ray ({opts.address or 'local'}): {exc}") from None
         started_here = True

@@ -167,7 +167,11 @@ def run(
 
 
 def set_source(graph: Graph, source: Any) -> None:
-    """Point the graph's source node at ``source`` (its ``source_param``)."""
+    """Point the graph's source node at ``source`` (its ``source_param``); a ``Path`` becomes its text."""
+    import os
+
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     spec = graph.source()
     key = getattr(spec.cls, "source_param", "source")
     if key not in spec.cls.params:

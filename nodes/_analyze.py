@@ -94,12 +94,20 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one(graph: Graph, inputs: dict[str, OutputRef], sink_params: dict[str, Any], source: Any,
-         executor: str, max_frames: int | None) -> pandas.DataFrame:
+         executor: str, max_frames: int | None, lead: dict[str, Any] | None = None) -> pandas.DataFrame:
     wanted = [str(r) for r in dict.fromkeys(inputs.values())]
     results: Iterable[Result] = run(graph, source, executor=executor, max_frames=max_frames, outputs=wanted)
     return records_frame(inputs, results, constants=dict(sink_params.get("constants") or {}),
                          other_landmarks=bool(sink_params.get("other_landmarks", False)),
-                         extras=bool(sink_params.get("extras", True)))
+                         extras=bool(sink_params.get("extras", True)), lead=lead)
+
+
+def _concat(tables: list[pandas.DataFrame]) -> pandas.DataFrame:
+    """Tables of one graph, one after another; empty ones only give the columns."""
+    import pandas as pd
+
+    full = [t for t in tables if len(t)]
+    return pd.concat(full, ignore_index=True) if full else tables[0]
 
 
 def analyze(
@@ -118,8 +126,6 @@ def analyze(
     ``**{"faces.min_score": 0.6}``). ``executor="process"`` spreads the nodes over
     processes (faster on several cores; a script then needs ``if __name__ == "__main__":``).
     """
-    import pandas as pd
-
     base, inputs, sink_params = table_graph(resolve_graph(graph))
     for key, value in _overrides(params).items():
         node_id, _, name = key.partition(".")
@@ -127,14 +133,7 @@ def analyze(
     videos = _videos(base, source)
     if videos is None:
         return _one(base, inputs, sink_params, source, executor, max_frames)
-    frames = []
-    for video in videos:
-        table = _one(base, inputs, sink_params, video, executor, max_frames)
-        table.insert(0, "video", video)
-        frames.append(table)
-    if not frames:
-        raise GraphError(f"no video in {source!r}")
-    return pd.concat(frames, ignore_index=True)
+    return _concat([_one(base, inputs, sink_params, v, executor, max_frames, {"video": v}) for v in videos])
 
 
 def _videos(graph: Graph, source: Any) -> list[str] | None:
@@ -163,8 +162,6 @@ def analyze_images(
     tracker or an AU baseline learnt on one image carries over to the next, and the
     detector runs on every image (``detect_every`` is set to 1).
     """
-    import pandas as pd
-
     from facegraph._batch import expand_sources
 
     base, inputs, sink_params = table_graph(resolve_graph(graph))
@@ -177,9 +174,4 @@ def analyze_images(
     files = expand_sources(paths)
     if not files:
         raise GraphError(f"no image matches {paths!r}")
-    tables = []
-    for image in files:
-        table = _one(base, inputs, sink_params, str(image), "inline", None)
-        table.insert(0, "image", str(image))
-        tables.append(table)
-    return pd.concat(tables, ignore_index=True)
+    return _concat([_one(base, inputs, sink_params, str(f), "inline", None, {"image": str(f)}) for f in files])

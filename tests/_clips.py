@@ -27,7 +27,6 @@ LENGTHS = (6, 12, 6)
 def write_clips(folder: Path, lengths: tuple[int, ...] = LENGTHS, start: int = 0) -> list[Path]:
     """``clip0.mp4`` ... of consecutive sample frames (H.264, or MPEG-4 where libx264 is missing)."""
     import av
-
     from facegraph.nodes.io import _sample
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _clips import GRAPH, manifest, write_clips
 from _process_checks import nothing_left_behind  # noqa: F401  - every test: no worker or segment left
+
 from facegraph import Graph
 from facegraph._batch import BatchError, BatchOptions, batch_items, expand_sources, run_batch
 from facegraph.cli import main
@@ -44,7 +44,7 @@ def test_sources_glob_folder_list_and_unique_names(tmp_path):
     listing.write_text("# two videos\nb/y.avi\n\na/x.mp4  # relative to the list\n")
     assert expand_sources(listing) == [str(tmp_path / "b/y.avi"), str(tmp_path / "a/x.mp4")]
     assert expand_sources(str(tmp_path / "none/*.mp4")) == []
-    names = [i.name for i in batch_items(expand_sources(str(tmp_path / "*/*.mp4")) + [str(tmp_path / "b/y.avi")])]
+    names = [i.name for i in batch_items([*expand_sources(str(tmp_path / "*/*.mp4")), str(tmp_path / "b/y.avi")])]
     assert names == ["x", "x-2", "y"]
 
 
@@ -164,7 +164,7 @@ def test_ctrl_c_keeps_finished_videos_and_resume_completes(clips, graph_file, tm
     last = {Path(r["video"]).name: r["status"] for r in manifest(out / "batch.jsonl")}
     assert last == {"clip0.mp4": "done", "clip1.mp4": "interrupted"}
     done_csv = (out / "clip0" / "faces.csv").read_bytes()
-    code = main(cmd[3:-2] + ["--resume"])  # the same command, without the slow-down, resumed
+    code = main([*cmd[3:-2], "--resume"])  # the same command, without the slow-down, resumed
     assert code == 0
     last = {Path(r["video"]).name: r["status"] for r in manifest(out / "batch.jsonl")}
     assert last == {"clip0.mp4": "done", "clip1.mp4": "done", "clip2.mp4": "done"}

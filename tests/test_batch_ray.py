@@ -8,8 +8,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from _clips import GRAPH, manifest, write_clips
+
 from facegraph import Graph
 from facegraph._batch import BatchOptions, run_batch
 

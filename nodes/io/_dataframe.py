@@ -53,8 +53,13 @@ class FaceTable:
 
 
 def records_frame(inputs: dict[str, OutputRef], results: Iterable[Result], *, constants: dict[str, Any],
-                  other_landmarks: bool = False, extras: bool = True) -> pandas.DataFrame:
-    """The rows a table sink fed from ``inputs`` writes for these results, as one DataFrame."""
+                  other_landmarks: bool = False, extras: bool = True,
+                  lead: dict[str, Any] | None = None) -> pandas.DataFrame:
+    """The rows a table sink fed from ``inputs`` writes for these results, as one DataFrame.
+
+    ``lead`` adds constant columns in front (``video``, ``image``), made with the rows
+    rather than inserted after (a frame of hundreds of columns is slow to insert into).
+    """
     import pandas as pd
 
     from facegraph import FacegraphError
@@ -81,12 +86,12 @@ def records_frame(inputs: dict[str, OutputRef], results: Iterable[Result], *, co
             cells = constant_cells(constants, faces.source)
             for rec in records:
                 rec.update(cells)
-        rows.extend(expand_vectors(rec) for rec in records)
+        rows.extend({**(lead or {}), **expand_vectors(rec)} for rec in records)
     if count and not seen_faces:
         raise FacegraphError(
             f"these results hold no '{keys.get('faces')}': collect them with Run.collect(), "
             "which asks for the table sink's inputs")
-    columns = csv_columns(schema, other_landmarks, extras)
+    columns = [*(lead or {}), *csv_columns(schema, other_landmarks, extras)]
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
     for col in INT_COLUMNS:
         if col in frame.columns and len(frame):

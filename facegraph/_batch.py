@@ -40,6 +40,10 @@ class BatchError(FacegraphError):
     exit_code = 2
 
 
+class ManifestError(FacegraphError):
+    """The manifest cannot be written mid-batch (a full or vanished disk): the batch stops, exit 1."""
+
+
 @dataclass
 class BatchItem:
     """One video of a batch: its path as found and the name of its output folder (its stem, made unique)."""
@@ -166,7 +170,8 @@ class Manifest:
                 self.file.write(line + "\n")
                 self.file.flush()
             except OSError as exc:
-                raise BatchError(f"{self.path}: cannot write the batch manifest ({exc.strerror or exc})") from None
+                raise ManifestError(f"{self.path}: cannot write the batch manifest ({exc.strerror or exc}); "
+                                    "finished videos keep their outputs") from None
 
     def close(self) -> None:
         try:
@@ -312,7 +317,7 @@ class BatchOptions:
     output: Path
     jobs: int = 1
     resume: bool = False
-    executor: str = "process"  # or "inline"; "ray" goes through _batch_ray
+    executor: str = "process"  # "inline", "auto" (by the cores each job gets) or "ray" (through _batch_ray)
     max_frames: int | None = None
     max_in_flight: int | None = None
     quiet: bool = True
@@ -390,7 +395,10 @@ def _run_local(
     """Videos on a thread pool of ``jobs``; each thread drives one ordinary Run (its workers are processes)."""
     jobs = max(1, min(opts.jobs, len(todo) or 1))
     cores = max(1, (os.cpu_count() or 1) // jobs)
-    settings = VideoSettings(executor=opts.executor, cores=cores if jobs > 1 else None,
+    executor = opts.executor
+    if executor == "auto":  # a job with one core cannot pipeline: its graph runs inline, with no workers to start
+        executor = "inline" if jobs > 1 and cores == 1 else "process"
+    settings = VideoSettings(executor=executor, cores=cores if jobs > 1 else None,
                              max_frames=opts.max_frames, max_in_flight=opts.max_in_flight)
     stop = threading.Event()
 
@@ -430,6 +438,9 @@ def _run_local(
         for fut in futures:  # the running videos notice at their next frame and end cleanly
             if not fut.cancelled():
                 _collect_blocking(fut, result)
+    except BaseException:  # the manifest cannot be written: stop the other videos too
+        stop.set()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # videos never started get no line: --resume runs them
 

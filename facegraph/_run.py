@@ -254,8 +254,10 @@ def _quiet_close(fn: Callable[[], None]) -> None:
 
     try:
         fn()
-    except Exception:  # close() errors must not hide the error that ended the run
-        logging.getLogger("facegraph").exception("error while closing a node")
+    except Exception as exc:  # close() errors must not hide the error that ended the run; one line (--debug: more)
+        log = logging.getLogger("facegraph")
+        log.error("error while closing a node: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback of the error while closing", exc_info=True)
 
 
 __all__ = ["EOS", "EndOfStream", "Result", "Results", "Run", "RunOptions", "Skip", "run"]

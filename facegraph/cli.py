@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start)
     if args.max_in_flight:
         options.max_in_flight = args.max_in_flight
-    run = Run(graph, args.executor, options)
+    run = Run(graph, args.executor or "process", options)
     started = time.perf_counter()
     first = last = None  # when the first and last frames came out: FPS without the start-up
     try:
@@ -160,8 +160,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
         raise UsageError("\n".join(missing))
     output = Path(args.output) if args.output else Path("facegraph-out") / graph.name
     opts = BatchOptions(
-        output=output, jobs=args.jobs, resume=args.resume, executor=args.executor, max_frames=args.max_frames,
-        max_in_flight=args.max_in_flight, quiet=args.quiet, address=args.address,
+        output=output, jobs=args.jobs, resume=args.resume, max_frames=args.max_frames,
+        executor=args.executor or "auto", max_in_flight=args.max_in_flight, quiet=args.quiet, address=args.address,
         num_cpus_per_video=args.num_cpus_per_video, max_retries=args.max_retries, return_outputs=args.return_outputs,
     )
     result = run_batch(graph, sources, opts, progress=None if args.quiet else BatchProgress())
@@ -306,8 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for the sinks' relative paths (default ./facegraph-out/<graph name>/)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
-    p.add_argument("--executor", default="process", choices=["process", "inline", "ray"],
-                   help="how the graph runs; ray: one Ray task per video (with --batch)")
+    p.add_argument("--executor", choices=["process", "inline", "ray"],
+                   help="how the graph runs (default process; for --batch, process per video when each job has "
+                   "2+ cores, inline when it has one); ray: one Ray task per video (with --batch)")
     p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

@@ -134,6 +134,17 @@ def test_bad_batch_input_is_one_line_exit_2(clips, graph_file, tmp_path, capsys,
     assert message in err and len(err.splitlines()) == 1
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full to stand in for a full disk")
+def test_full_disk_fails_each_video_in_one_line(clips, graph_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["run", str(graph_file), "--source", str(clips / "clip[02].mp4"), "--batch", "--executor", "inline",
+                 "--output", str(out), "--quiet", "--set", "table.path=/dev/full"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.count("No space left on device") >= 2 and "2 of 2 videos failed" in err
+    assert [r["status"] for r in manifest(out / "batch.jsonl")] == ["running", "failed"] * 2
+
+
 def test_batch_flags_without_batch_are_refused(graph_file, capsys):
     assert main(["run", str(graph_file), "--executor", "ray"]) == 2
     assert "add --batch" in capsys.readouterr().err

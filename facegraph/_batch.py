@@ -339,6 +339,10 @@ def prepare(graph: Graph, sources: str | Path | Sequence[str | Path], opts: Batc
     if not videos:
         raise BatchError(f"no file matches {str(sources)!r} (a glob, a folder, or a list file of videos)")
     items, skipped = probe_items(graph, batch_items(videos))
+    if not items:
+        first = skipped[0]
+        raise BatchError(f"none of the {len(skipped)} file(s) of {str(sources)!r} is a video "
+                         f"({first['video']}: {first['error']})")
     check_output(opts.output)
     manifest = Manifest(opts.output / MANIFEST, opts.resume)
     done = manifest.done() if opts.resume else set()

@@ -89,8 +89,38 @@ def run_way(way: str, graph: str, clips: list[Path], out: Path) -> float:
         return timed([*batch, "--jobs", jobs, *(["--executor", executor] if executor else [])])
     if way == "ray":
         return timed([*batch, "--executor", "ray"])
+    if way == "ray-kill":  # the same, with the Ray worker of the first video SIGKILLed once it runs
+        return killed_run([*batch, "--executor", "ray"], out / "batch.jsonl")
     fail(f"unknown way '{way}' (loop, jobsN, jobsN-process, jobsN-inline, ray)")
     return 0.0
+
+
+def killed_run(cmd: list[str], manifest: Path) -> float:
+    """Run ``cmd``, SIGKILL the worker named by the manifest's first ``running`` line, check the retry."""
+    import os
+    import signal
+
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    while proc.poll() is None and killed is None:
+        time.sleep(0.05)
+        lines = [json.loads(x) for x in manifest.read_text().splitlines()] if manifest.exists() else []
+        running = [r for r in lines if r["status"] == "running"]
+        if running:
+            killed = running[0]
+            os.kill(int(killed["worker"].rpartition(":")[2]), signal.SIGKILL)
+    _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or killed is None:
+        fail(f"ray-kill: exit {proc.returncode}, killed {killed}: {err.strip()[-400:]}")
+    lines = [json.loads(x) for x in manifest.read_text().splitlines()]
+    final = [r for r in lines if r["video"] == killed["video"] and r["status"] not in ("running", "retrying")]
+    retried = [r for r in lines if r["video"] == killed["video"] and r["status"] == "retrying"]
+    print(f"ray-kill: SIGKILLed worker {killed['worker']} running {Path(killed['video']).name}; manifest: "
+          f"{len(retried)} retrying line(s), final status {final[-1]['status']}, attempts {final[-1]['attempts']}; "
+          f"{sum(r['status'] == 'done' for r in lines)} of {len({r['video'] for r in lines})} videos done")
+    return wall
 
 
 def frame_count(clips: list[Path]) -> int:

@@ -183,7 +183,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
               "(--resume runs the rest)", file=sys.stderr)
         return 130
     if not args.quiet or counts["failed"]:
-        print(f"facegraph: {len(ran)} videos ({', '.join(parts) or 'none'}), {result.frames} frames in "
+        noun = "video" if len(ran) == 1 else "videos"
+        print(f"facegraph: {len(ran)} {noun} ({', '.join(parts) or 'none'}), {result.frames} frames in "
               f"{result.wall_s:.1f} s{rate}; {where}", file=sys.stderr if counts["failed"] else sys.stdout)
     if counts["failed"]:
         print(f"facegraph: {counts['failed']} of {len(ran)} videos failed", file=sys.stderr)

@@ -70,6 +70,15 @@ def test_batch_inline_outputs_manifest_and_non_videos(clips, graph_file, tmp_pat
     assert (single / "faces.csv").read_bytes() == (out / "clip1" / "faces.csv").read_bytes()
 
 
+def test_batch_takes_a_list_file(clips, graph_file, tmp_path, capsys):
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{clips / 'clip2.mp4'}\n")
+    out = tmp_path / "out"
+    assert main(["run", str(graph_file), "--batch", str(listing), "--executor", "inline", "--output", str(out)]) == 0
+    assert "1 video (1 done), 6 frames in" in capsys.readouterr().out
+    assert [r["status"] for r in manifest(out / "batch.jsonl")] == ["running", "done"]
+
+
 def test_failed_video_is_reported_and_the_rest_run_then_resume(clips, graph_file, tmp_path, capsys):
     out = tmp_path / "out"
     args = ["run", str(graph_file), "--source", str(clips / "clip*.mp4"), "--batch", "--executor", "inline",
@@ -149,6 +158,8 @@ def test_full_disk_fails_each_video_in_one_line(clips, graph_file, tmp_path, cap
 def test_batch_flags_without_batch_are_refused(graph_file, capsys):
     assert main(["run", str(graph_file), "--executor", "ray"]) == 2
     assert "add --batch" in capsys.readouterr().err
+    assert main(["run", str(graph_file), "--batch", "x", "--jobs", "0"]) == 2
+    assert "--jobs must be at least 1" in capsys.readouterr().err
     with pytest.raises(BatchError):
         run_batch(Graph.load(graph_file), [], BatchOptions(output=Path("unused")))
 

@@ -320,7 +320,6 @@ class BatchOptions:
     executor: str = "process"  # "inline", "auto" (by the cores each job gets) or "ray" (through _batch_ray)
     max_frames: int | None = None
     max_in_flight: int | None = None
-    quiet: bool = True
     # Ray only
     address: str | None = None
     num_cpus_per_video: float = 1

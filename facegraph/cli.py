@@ -161,7 +161,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path("facegraph-out") / graph.name
     opts = BatchOptions(
         output=output, jobs=args.jobs, resume=args.resume, max_frames=args.max_frames,
-        executor=args.executor or "auto", max_in_flight=args.max_in_flight, quiet=args.quiet, address=args.address,
+        executor=args.executor or "auto", max_in_flight=args.max_in_flight, address=args.address,
         num_cpus_per_video=args.num_cpus_per_video, max_retries=args.max_retries, return_outputs=args.return_outputs,
     )
     result = run_batch(graph, sources, opts, progress=None if args.quiet else BatchProgress())

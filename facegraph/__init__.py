@@ -9,6 +9,8 @@ like any plug-in, the way a third party's nodes are loaded.
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _builtin  # noqa: F401  - registers the engine's own nodes
 from ._errors import (
     FacegraphError,
@@ -34,6 +36,7 @@ from ._ports import (
     value,
 )
 from ._registry import node_class, node_types, register
+from ._results import Results, register_table
 from ._run import Result, Run, RunOptions, run
 from ._stats import NodeStats, RunStats
 
@@ -61,6 +64,7 @@ __all__ = [
     "PortType",
     "PortValueError",
     "Result",
+    "Results",
     "Run",
     "RunContext",
     "RunError",
@@ -75,6 +79,21 @@ __all__ = [
     "node_types",
     "port_type",
     "register",
+    "register_table",
     "run",
     "value",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Functions node packages add to ``facegraph`` (``facegraph.analyze``), found in the ``facegraph.api``
+    entry-point group on first use: the engine names no package that provides them (see the README's design)."""
+    if not name.startswith("_"):
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="facegraph.api"):
+            if ep.name == name:
+                value = ep.load()
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module 'facegraph' has no attribute '{name}'")

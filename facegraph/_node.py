@@ -250,6 +250,15 @@ class Source(Node):
     def is_source(cls) -> bool:
         return True
 
+    @classmethod
+    def probe(cls, source: Any) -> str | None:
+        """Why ``source`` is not something this node can run on (None: it can); batch runs skip what it refuses.
+
+        The default accepts everything; a source that can check cheaply (opening a file's
+        header) says so, so a folder with notes and thumbnails among the videos runs the videos.
+        """
+        return None
+
     @property
     def live(self) -> bool:
         return False

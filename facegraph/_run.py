@@ -14,6 +14,7 @@ from ._errors import GraphError, RunError
 from ._graph import Graph, OutputRef
 from ._node import RunContext, StopRun
 from ._ports import Packet
+from ._results import Results
 from ._runner import EOS, Emission, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from ._stats import RunStats
 
@@ -112,6 +113,20 @@ class Run:
         finally:
             self.stats.wall_s = time.perf_counter() - start
 
+    def collect(self) -> Results:
+        """Run to the end, keeping every frame's results; ``.to_pandas()`` on them gives the graph's table.
+
+        Unless the run was told which outputs to hand back, the outputs the table is made
+        from (for face graphs: what the CSV sink is fed) are collected beside the leaf outputs.
+        """
+        from ._results import Results, table_outputs
+
+        if self.options.outputs is None:
+            extra = table_outputs(self.graph)
+            if extra:
+                self.options.outputs = list(dict.fromkeys([*self.graph.leaf_outputs(), *extra]))
+        return Results(self.graph, self)
+
     def wait(self) -> RunStats:
         """Run to the end, discarding per-frame results; return the statistics."""
         for _ in self:
@@ -152,7 +167,11 @@ def run(
 
 
 def set_source(graph: Graph, source: Any) -> None:
-    """Point the graph's source node at ``source`` (its ``source_param``)."""
+    """Point the graph's source node at ``source`` (its ``source_param``); a ``Path`` becomes its text."""
+    import os
+
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     spec = graph.source()
     key = getattr(spec.cls, "source_param", "source")
     if key not in spec.cls.params:
@@ -235,8 +254,10 @@ def _quiet_close(fn: Callable[[], None]) -> None:
 
     try:
         fn()
-    except Exception:  # close() errors must not hide the error that ended the run
-        logging.getLogger("facegraph").exception("error while closing a node")
+    except Exception as exc:  # close() errors must not hide the error that ended the run; one line (--debug: more)
+        log = logging.getLogger("facegraph")
+        log.error("error while closing a node: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback of the error while closing", exc_info=True)
 
 
-__all__ = ["EOS", "EndOfStream", "Result", "Run", "RunOptions", "Skip", "run"]
+__all__ = ["EOS", "EndOfStream", "Result", "Results", "Run", "RunOptions", "Skip", "run"]

@@ -94,6 +94,12 @@ def output_dir_for(graph: Graph, output: str | None) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from ._run import Run, RunOptions
 
+    if args.batch is not None:
+        return cmd_batch(args)
+    if args.executor == "ray":
+        raise UsageError("--executor ray runs batches: add --batch (one graph per video, as Ray tasks)")
+    if args.resume or args.jobs != 1:
+        raise UsageError("--jobs and --resume apply to batches: add --batch")
     graph = load_graph(args.graph, args.source, args.set)
     missing = graph.requirements()
     if missing:  # a model or gallery that is not here: say so before any worker starts
@@ -104,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start)
     if args.max_in_flight:
         options.max_in_flight = args.max_in_flight
-    run = Run(graph, args.executor, options)
+    run = Run(graph, args.executor or "process", options)
     started = time.perf_counter()
     first = last = None  # when the first and last frames came out: FPS without the start-up
     try:
@@ -118,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 130
     except NodeFailure as exc:
         bar.close()
-        _write_failure_log(out_dir, exc)
+        write_failure_log(out_dir, exc)
         raise
     finally:
         bar.close()
@@ -135,7 +141,58 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_failure_log(out_dir: Path, exc: NodeFailure) -> None:
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``run --batch``: the graph once per video; exit 1 when any video failed, 130 when interrupted."""
+    from ._batch import MANIFEST, BatchOptions, BatchProgress, run_batch
+
+    sources = args.batch or args.source
+    if not sources:
+        raise UsageError("--batch needs videos: --source 'videos/*.mp4', --batch FOLDER or --batch LIST.txt")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.num_cpus_per_video <= 0:
+        raise UsageError(f"--num-cpus-per-video must be positive, got {args.num_cpus_per_video}")
+    if args.executor == "ray" and args.jobs != 1:
+        raise UsageError("--jobs is for local batches; Ray runs as many videos as the cluster has CPUs for")
+    graph = load_graph(args.graph, None, args.set)
+    missing = graph.requirements()
+    if missing:
+        raise UsageError("\n".join(missing))
+    output = Path(args.output) if args.output else Path("facegraph-out") / graph.name
+    opts = BatchOptions(
+        output=output, jobs=args.jobs, resume=args.resume, max_frames=args.max_frames,
+        executor=args.executor or "auto", max_in_flight=args.max_in_flight, address=args.address,
+        num_cpus_per_video=args.num_cpus_per_video, max_retries=args.max_retries, return_outputs=args.return_outputs,
+    )
+    result = run_batch(graph, sources, opts, progress=None if args.quiet else BatchProgress())
+    for rec in result.records:
+        if rec["status"] == "skipped":
+            print(f"facegraph: {rec['video']}: skipped ({rec['error']})", file=sys.stderr)
+        elif rec["status"] == "failed":
+            print(f"facegraph: {rec['video']}: failed: {rec['error']}", file=sys.stderr)
+    counts = {k: result.count(k) for k in ("done", "failed", "skipped", "interrupted")}
+    ran = [r for r in result.records if r["status"] != "skipped"]
+    parts = [f"{n} {k}" for k, n in counts.items() if n]
+    resumed = sum(1 for r in result.records if r.get("resumed"))
+    if resumed:
+        parts.append(f"{resumed} already done")
+    rate = f", {result.frames / result.wall_s:.1f} FPS" if result.frames and result.wall_s > 0 else ""
+    where = f"outputs in {output}/<video>/, manifest {output / MANIFEST}"
+    if result.interrupted:
+        print(f"facegraph: interrupted; {', '.join(parts) or 'nothing finished'}; {where} "
+              "(--resume runs the rest)", file=sys.stderr)
+        return 130
+    if not args.quiet or counts["failed"]:
+        noun = "video" if len(ran) == 1 else "videos"
+        print(f"facegraph: {len(ran)} {noun} ({', '.join(parts) or 'none'}), {result.frames} frames in "
+              f"{result.wall_s:.1f} s{rate}; {where}", file=sys.stderr if counts["failed"] else sys.stdout)
+    if counts["failed"]:
+        print(f"facegraph: {counts['failed']} of {len(ran)} videos failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_failure_log(out_dir: Path, exc: NodeFailure) -> None:
     path = out_dir / "facegraph-error.log"
     try:
         path.write_text(f"{exc}\n\n{exc.traceback}")
@@ -250,10 +307,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for the sinks' relative paths (default ./facegraph-out/<graph name>/)")
     p.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
-    p.add_argument("--executor", default="process", choices=["process", "inline"])
+    p.add_argument("--executor", choices=["process", "inline", "ray"],
+                   help="how the graph runs (default process; for --batch, process per video when each job has "
+                   "2+ cores, inline when it has one); ray: one Ray task per video (with --batch)")
     p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    b = p.add_argument_group("many videos")
+    b.add_argument("--batch", nargs="?", const="", metavar="FOLDER|LIST",
+                   help="run the graph once per video: of --source's glob, of a folder, or of a list file; "
+                   "outputs in OUTPUT/<video stem>/, manifest OUTPUT/batch.jsonl")
+    b.add_argument("--jobs", type=int, default=1, help="videos side by side on this machine (cores are shared out)")
+    b.add_argument("--resume", action="store_true", help="skip the videos the manifest says are done")
+    b.add_argument("--address", help="Ray cluster to join (auto, ray://host:10001); default: start Ray here")
+    b.add_argument("--num-cpus-per-video", type=float, default=1, metavar="K",
+                   help="CPUs Ray reserves per video (1: the inline executor; more: the process executor)")
+    b.add_argument("--max-retries", type=int, default=3, help="Ray: times a video is re-run when its worker dies")
+    b.add_argument("--return-outputs", action="store_true",
+                   help="Ray: workers send their output files back and the driver writes them (no shared folder)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check graph files without running them")

@@ -18,8 +18,10 @@ import importlib
 import pkgutil
 
 from facegraph._bench.machine import register_provider_facts
+from facegraph._results import register_table
 
 from . import types  # noqa: F401  - the face port types register their names first
+from .io import _dataframe
 from .models import _onnx
 
 NODE_ROOMS = ("io", "face", "models")
@@ -31,3 +33,8 @@ for _room in NODE_ROOMS:
             importlib.import_module(f"{_package.__name__}.{_module.name}")
 
 register_provider_facts(_onnx.provider_facts, packages=_onnx.SPEED_PACKAGES)
+register_table(_dataframe.FaceTable())  # Results.to_pandas() of face graphs: the CSV sink's rows
+
+from ._analyze import analyze, analyze_images  # noqa: E402  - also facegraph.analyze (the facegraph.api group)
+
+__all__ = ["analyze", "analyze_images"]

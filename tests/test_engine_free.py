@@ -8,7 +8,8 @@ import textwrap
 
 import facegraph
 
-FACE_STACK = ("facegraph.nodes", "onnxruntime", "cv2", "mediapipe", "av", "insightface", "ai_edge_litert")
+FACE_STACK = ("facegraph.nodes", "onnxruntime", "cv2", "mediapipe", "av", "insightface", "ai_edge_litert", "ray",
+              "pandas")
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
@@ -19,7 +20,8 @@ def test_engine_modules_import_nothing_of_the_face_stack():
     done = _python(f"""
         import sys
         import facegraph, facegraph.testing, facegraph._process, facegraph._bench.machine, facegraph._bench.harness
-        import facegraph._bench.report, facegraph._bench.sequential
+        import facegraph._bench.report, facegraph._bench.sequential, facegraph._batch, facegraph._batch_ray
+        import facegraph._results
         stack = {FACE_STACK!r}
         print(sorted(m for m in sys.modules if m.split(".")[0] in stack or m.startswith("facegraph.nodes")))
     """)

@@ -36,12 +36,13 @@ def is_heavy(cls: Any) -> bool:
     return getattr(cls, "threads", 1) > 1 or "model" in getattr(cls, "params", {})
 
 
-def plan(graph: Graph, wanted: list[OutputRef]) -> tuple[list[WorkerPlan], set[str]]:
+def plan(graph: Graph, wanted: list[OutputRef], cores: int | None = None) -> tuple[list[WorkerPlan], set[str]]:
     """Workers in start order (the source's first) and the ``node.port`` keys the supervisor collects.
 
     The source always runs alone, so reading and decoding overlap with everything else
     and the supervisor stays free to watch the workers; other nodes run one per
-    process unless they share a ``group:``.
+    process unless they share a ``group:``. ``cores`` is the run's core budget (default: the
+    machine's); batch runs side by side divide the machine between them.
     """
     order = graph.order()
     source_id = graph.source().id
@@ -80,7 +81,7 @@ def plan(graph: Graph, wanted: list[OutputRef]) -> tuple[list[WorkerPlan], set[s
             for in_port, ref in graph.nodes[nid].inputs.items():
                 if where[ref.node] != w.index:
                     w.local.setdefault(str(ref), []).append((nid, in_port))
-    cores = os.cpu_count() or 1
+    cores = cores or os.cpu_count() or 1
     heavy = [w for w in workers if w.heavy]
     share = max(1, cores // max(1, len(heavy)))
     for w in heavy:

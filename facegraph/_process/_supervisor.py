@@ -79,7 +79,7 @@ class Supervisor:
         options.extra["run_id"] = self.run_id
         self.wanted = list(options.outputs or graph.leaf_outputs())
         self.wanted_keys = {str(r) for r in self.wanted}
-        self.workers, self.collected = plan(graph, self.wanted)
+        self.workers, self.collected = plan(graph, self.wanted, options.extra.get("cores"))
         self.edges = edge_keys(graph)  # data, skip and end messages name their edge by its index here
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.byes: dict[int, list[Any]] = {}

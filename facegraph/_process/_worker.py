@@ -200,16 +200,16 @@ class Worker:
                 try:
                     runner.node.flush()
                 except Exception:
-                    log.exception("node %s: error while flushing", runner.node.id)
+                    _log_one_line("node %s: error while flushing", runner.node.id)
                 try:
                     runner.close()
                 except Exception:
-                    log.exception("node %s: error while closing", runner.node.id)
+                    _log_one_line("node %s: error while closing", runner.node.id)
         if self.src is not None and not self.src.closed:
             try:
                 self.src.close()
             except Exception:
-                log.exception("source: error while closing")
+                _log_one_line("source: error while closing")
         # slots still taken at the end (0 after a clean end): the tests' check that nothing leaks
         busy = {f"{n}.{p}": ring.busy() for (n, p), ring in self.rings.items()}
         self.allocated.clear()
@@ -623,3 +623,12 @@ def usage() -> tuple[float, float]:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     scale = 1 / (1024 * 1024) if sys.platform == "darwin" else 1 / 1024
     return ru.ru_utime + ru.ru_stime, ru.ru_maxrss * scale
+
+
+def _log_one_line(message: str, *args: Any) -> None:
+    """A close-time error as one line with its cause (the traceback under --debug): it never hides the run's own."""
+    import sys
+
+    exc = sys.exc_info()[1]
+    log.error(message + ": %s: %s", *args, type(exc).__name__, exc)
+    log.debug("traceback", exc_info=True)

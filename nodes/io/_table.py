@@ -179,6 +179,12 @@ def expand_vectors(rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def constant_cells(constants: dict[str, Any], source: str) -> dict[str, str]:
+    """A sink's ``constants`` for one source: '{source}' becomes its file name without the extension."""
+    stem = Path(str(source)).stem
+    return {str(k): str(v).replace("{source}", stem) for k, v in constants.items()}
+
+
 class ResultSink(Node):
     """Base of the sinks that write per-face results; subclasses implement ``write_frame``."""
 
@@ -209,8 +215,7 @@ class ResultSink(Node):
         self.schema.observe(packets)
         records = face_records(faces.frame_id, packets)
         if self.constants:
-            stem = Path(str(faces.source)).stem
-            extra = {str(k): str(v).replace("{source}", stem) for k, v in self.constants.items()}
+            extra = constant_cells(self.constants, faces.source)
             for rec in records:
                 rec.update(extra)
         self.write_frame(faces, packets, records)

@@ -134,6 +134,29 @@ class Decode(Source):
             return [f"needs input '{spec.target}': no image matches (give a video, folder or glob with --source)"]
         return []
 
+    @classmethod
+    def probe(cls, source: Any) -> str | None:
+        """A batch runs video files only: an image, a text file or a damaged file is refused with its reason.
+
+        Opening the container reads its header only (milliseconds), so a folder of
+        videos with notes and thumbnails among them is sorted out before anything runs.
+        """
+        from facegraph import SourceError
+
+        from . import _video
+
+        spec = _video.classify(source)
+        if spec.kind == "images":
+            return "an image, not a video (facegraph.analyze_images runs images)"
+        if spec.kind != "video":
+            return None
+        try:
+            _video.open_input(spec.target, timeout=10.0, network=False).close()
+        except SourceError as exc:
+            text = str(exc)
+            return "not a video: " + (text[len(spec.target) + 2:] if text.startswith(spec.target) else text)
+        return None
+
     def open(self) -> None:
         from . import _video
 

@@ -17,7 +17,7 @@ from typing import Any
 from facegraph import Packet, Param, register
 
 from . import _openface as of
-from ._table import ResultSink, expand_vectors
+from ._table import ResultSink, Schema, expand_vectors
 
 
 @register("sink.csv")
@@ -41,11 +41,8 @@ class CsvSink(ResultSink):
 
     def _header(self) -> None:
         self.schema.frozen = True
-        cols = self.schema.columns(expand=True, other_landmarks=self.other_landmarks)
-        if not self.extras:
-            cols = [c for c in cols if c in of.BASE or c in of.POSE or c in of.LANDMARKS_68 or c.startswith("AU")]
-        self.columns = cols
-        self._write_row(cols)
+        self.columns = csv_columns(self.schema, self.other_landmarks, self.extras)
+        self._write_row(self.columns)
 
     def _write_row(self, cells: Iterable[str]) -> None:
         """One row; a text cell with a comma, a quote or a line break stays one field.
@@ -79,6 +76,14 @@ class CsvSink(ResultSink):
         if self.columns is None:  # no face all run: still leave the header of what the graph computes
             self._header()
         file.close()
+
+
+def csv_columns(schema: Schema, other_landmarks: bool, extras: bool) -> list[str]:
+    """The CSV's columns for a schema (also the DataFrame's: ``Results.to_pandas`` uses this)."""
+    cols = schema.columns(expand=True, other_landmarks=other_landmarks)
+    if not extras:
+        cols = [c for c in cols if c in of.BASE or c in of.POSE or c in of.LANDMARKS_68 or c.startswith("AU")]
+    return cols
 
 
 _QUOTER_BUFFER = io.StringIO()

@@ -1,0 +1,1 @@
+"""The shipped graphs, installed as ``facegraph.nodes.graphs`` so ``facegraph.analyze(graph="video_au")`` finds them."""

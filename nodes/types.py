@@ -68,8 +68,14 @@ EMBEDDINGS = PortType(
 )
 AUS = PortType(
     "AUs",
-    array("intensity", "float32", "N", "A", doc="OpenFace scale 0-5"),
+    array("intensity", "float32", "N", "A", doc="OpenFace scale 0-5; NaN where the face could not be read"),
     value("names", list, doc="AU names for the columns, e.g. AU01"),
+    array("presence", "float32", "N", "P", required=False, doc="OpenFace's AU*_c: 0/1 per AU, NaN where unread"),
+    value("presence_names", list, required=False, doc="AU names of the presence columns"),
+    array("success", "uint8", "N", required=False, doc="1 where the backend could read the face (OpenFace's success)"),
+    value("backend", str, required=False, doc="which backend made the values: geometric, openface, onnx"),
+    value("revise", str, required=False,
+          doc="file the node writes at end of stream with post-processed values for the table sinks"),
     *_per_face(),
     doc="action unit intensities per face",
 )

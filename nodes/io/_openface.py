@@ -10,7 +10,7 @@ groups in this order, each only when it was computed:
     X_0..X_67, Y_0..Y_67, Z_0..Z_67        (3-D landmarks in mm: not computed here)
     p_scale, p_rx, ..., p_0..p_33          (its own shape-model parameters: not computed here)
     AU01_r ... AU45_r                      (17 intensities, 0-5)
-    AU01_c ... AU45_c                      (18 presences, 0/1)
+    AU01_c ... AU45_c                      (18 presences, 0/1: the openface backend only)
 
 The header and the rows use ", " between fields, as OpenFace does; read them
 with ``pandas.read_csv(path, skipinitialspace=True)`` or
@@ -64,6 +64,18 @@ def au_columns(names: list[str]) -> list[tuple[str, str]]:
     return [(f"{n}_r", by_norm[n]) for n in known + others]
 
 
+def presence_columns(names: list[str]) -> list[tuple[str, str]]:
+    """(column, packet AU name) for the presences a packet names, in OpenFace's order (AU28 included)."""
+    by_norm = {}
+    for name in names:
+        norm = au_name(name)
+        if norm is not None and norm not in by_norm:
+            by_norm[norm] = name
+    known = [n for n in AU_PRESENCE if n in by_norm]
+    others = sorted((n for n in by_norm if n not in AU_PRESENCE), key=lambda n: int(n[2:]))
+    return [(f"{n}_c", by_norm[n]) for n in known + others]
+
+
 def precision(column: str) -> int | None:
     """Decimals OpenFace uses for a column (None: an integer or a text column)."""
     if column in ("frame", "face_id", "success", "track_id") or column == "identity":
@@ -80,6 +92,8 @@ def precision(column: str) -> int | None:
         return 1
     if column.startswith("AU") and column.endswith("_r"):
         return 2
+    if column.startswith("AU") and column.endswith("_c"):
+        return 0
     if column.startswith(("prob_", "identity_score")):
         return 4
     return 6  # emb_*: full float32 detail

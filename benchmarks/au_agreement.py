@@ -97,7 +97,7 @@ def _f1(pred: np.ndarray, ref: np.ndarray) -> float:
 def agreement(ours: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict:
     """Per-AU r, MAE, F1 and the summary figures for one video."""
     a, b = pair_rows(ours, ref)
-    out: dict = {"frames": int(len(a)), "aus": {}}
+    out: dict = {"frames": len(a), "aus": {}}
     rs = []
     for col in sorted(c for c in ref if c.startswith("AU") and c.endswith("_r")):
         if col not in ours or len(a) < 3:
@@ -158,7 +158,8 @@ def run_videos(out_dir: Path, backend: str, graph: str, videos: list[str]) -> di
         dest = out_dir / stem
         csv = dest / "video_au.csv"
         if not csv.exists():
-            cmd = [str(Path(sys.executable).parent / "facegraph"), "run", graph, "--source", str(SHARED / "videos" / name),
+            cmd = [str(Path(sys.executable).parent / "facegraph"), "run", graph,
+                   "--source", str(SHARED / "videos" / name),
                    "--output", str(dest), "--set", f"au.backend={backend}", "--quiet"]
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)

@@ -10,10 +10,9 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import SHARED
 from facegraph.nodes.face import _fhog
 from facegraph.nodes.face import _openface_au as oa
-
-from conftest import SHARED
 
 
 def _folder():
@@ -178,11 +177,11 @@ def test_columns_follow_openface_order():
 
 @pytest.mark.shared
 def test_au12_rises_with_a_smile(shared_video):
+    from _face_video import read_frames
+    from facegraph.nodes.face.au import AU
     from test_au_realdata import _landmarks
 
-    from facegraph.nodes.face.au import AU
     from facegraph.testing import run_node_frames
-    from _face_video import read_frames
 
     video = shared_video("pyfeat_single_face.mp4")
     points, _ = _landmarks(str(video), 100)
@@ -198,3 +197,101 @@ def test_au12_rises_with_a_smile(shared_video):
     neutral, smile = slice(0, 15), slice(24, 61)
     assert au12[smile].mean() > au12[neutral].mean() + 1.5
     assert c12[smile].mean() > 0.8 and c12[neutral].mean() < 0.3
+
+
+# ---------------------------------------------------------------------------------------------- sinks, models
+
+
+def _au_frames(revise: str | None, n: int = 4) -> list[dict]:
+    names, pnames = list(oa.INTENSITY_AUS), list(oa.PRESENCE_AUS)
+    frames = []
+    for i in range(n):
+        ok = np.array([0 if i == 2 else 1], np.uint8)  # frame 2: the face could not be read
+        aus = {"intensity": np.full((1, 17), 0.5 if ok[0] else np.nan, np.float32), "names": names,
+               "presence": np.zeros((1, 18), np.float32), "presence_names": pnames, "success": ok,
+               "backend": "openface", "track_id": np.array([3], np.int32)}
+        if revise:
+            aus["revise"] = revise
+        frames.append({"faces": {"boxes": np.array([[0, 0, 10, 10]], np.float32), "scores": np.ones(1, np.float32),
+                                 "kps": np.zeros((1, 5, 2), np.float32), "track_id": np.array([3], np.int32)},
+                       "aus": aus})
+    return frames
+
+
+def _revision(path, n: int = 4) -> None:
+    reg = np.tile(np.arange(17, dtype=float) / 10, (n, 1))
+    np.savez(path, names=np.array(oa.INTENSITY_AUS), presence_names=np.array(oa.PRESENCE_AUS),
+             frame_id=np.arange(n), track_id=np.full(n, 3), intensity=reg, presence=np.ones((n, 18)),
+             success=np.array([True, True, False, True]))
+
+
+@pytest.mark.parametrize("sink", ["sink.csv", "sink.parquet"])
+def test_table_sinks_take_the_post_processed_values(tmp_path, sink):
+    import facegraph.nodes  # noqa: F401 - registers the node types
+
+    from facegraph import RunContext
+    from facegraph._registry import node_class
+    from facegraph.testing import run_node_frames
+
+    rev = tmp_path / ".facegraph" / "g.au.aus.npz"
+    rev.parent.mkdir()
+    _revision(rev)
+    name = "t.csv" if sink == "sink.csv" else "t.parquet"
+    run_node_frames(node_class(sink)(path=name), _au_frames(str(rev)), context=RunContext(output_dir=tmp_path))
+    if sink == "sink.csv":
+        import csv
+
+        rows = list(csv.reader((tmp_path / name).read_text().splitlines(), skipinitialspace=True))
+        table = [dict(zip(rows[0], r, strict=True)) for r in rows[1:]]
+        assert [c for c in rows[0] if c.startswith("AU")] == [f"{a}_r" for a in oa.INTENSITY_AUS] + [
+            f"{a}_c" for a in oa.PRESENCE_AUS]
+        note = (tmp_path / "t.csv.json").read_text()
+        assert '"au_backend": "openface"' in note
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(tmp_path / name).to_pylist()
+        table = [{k: ("" if v is None else f"{v:.2f}" if k.endswith("_r") else str(int(v)) if k.endswith("_c")
+                      or k == "success" else v) for k, v in r.items()} for r in table]
+    assert [r["success"] for r in table] == ["1", "1", "0", "1"]
+    assert table[0]["AU02_r"] == "0.10" and table[3]["AU45_r"] == "1.60"  # the post-processed values
+    assert table[0]["AU28_c"] == "1"
+    assert table[2]["AU02_r"] == "" and table[2]["AU28_c"] == ""  # unread face: empty, never a guess
+
+
+def test_openface_backend_needs_its_model(monkeypatch, tmp_path):
+    from facegraph.nodes.face.au import AU, openface_requirements
+
+    from facegraph import NodeFailure
+
+    monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path / "empty"))
+    assert openface_requirements("") == ["needs model openface-au (facegraph models fetch openface-au)"]
+    with pytest.raises(NodeFailure, match="needs model openface-au"):
+        from facegraph.testing import run_node_frames
+
+        run_node_frames(AU(backend="openface"), [])
+    node = AU(backend="auto")  # falls back to geometry, which needs nothing
+    from facegraph.testing import run_node
+
+    out = run_node(node, {"landmarks": {"points": np.zeros((0, 68, 2), np.float32)}})
+    assert out["aus"]["backend"] == "geometric"
+
+
+def test_models_fetch_from_a_folder_checks_hashes(monkeypatch, tmp_path, capsys):
+    from facegraph.cli import main
+
+    folder = _folder()
+    monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path / "cache"))
+    assert main(["models", "fetch", "openface-au", "--from", str(folder)]) == 0
+    from facegraph._modelstore import locate, lookup
+
+    where = locate(lookup("openface-au"))
+    assert where is not None and (where / "svr_combined" / "AU_12_static_intensity_comb.dat").is_file()
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for rel, _ in lookup("openface-au").files:
+        (bad / rel).parent.mkdir(parents=True, exist_ok=True)
+        (bad / rel).write_bytes(b"x")
+    monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path / "cache2"))
+    assert main(["models", "fetch", "openface-au", "--from", str(bad)]) == 1
+    assert "different SHA-256" in capsys.readouterr().err

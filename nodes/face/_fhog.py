@@ -84,8 +84,8 @@ def fhog(image: np.ndarray, cell: int = 8) -> np.ndarray:
     """dlib's FHOG of a uint8 image (H, W) or BGR (H, W, 3): (H/cell − 2, W/cell − 2, 31) float32."""
     gx, gy, cells_r, cells_c, vis_r, vis_c = _gradients(image, cell)
     dots = gx[..., None] * DIRECTIONS[:, 0] + gy[..., None] * DIRECTIONS[:, 1]  # (H', W', 9)
-    both = np.concatenate([dots, -dots], axis=-1)
-    orient = np.argmax(both, axis=-1)
+    best = np.abs(dots).argmax(-1)  # the first of equal |dot|s, as dlib's loop keeps the first
+    orient = best + 9 * (np.take_along_axis(dots, best[..., None], -1)[..., 0] < 0)  # the signed bin
     mag = np.sqrt(gx * gx + gy * gy)
     ys = np.arange(1, vis_r)
     xs = np.arange(1, vis_c)

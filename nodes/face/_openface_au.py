@@ -222,38 +222,35 @@ class Pdm:
         reg = np.zeros(6 + m)
         reg[6:] = 1.0 / self.eigenvalues
         reg_diag = np.diag(reg)
-        comps = self.components.reshape(3, n, m)
+        comps = self.components.reshape(3, n * m)
+        mean = self.mean.reshape(3, n)
+        target = target.reshape(2, n)
 
-        def residual(s: float, r: np.ndarray, t: np.ndarray, p: np.ndarray) -> np.ndarray:
-            proj = self.project(s, r, t, p)
-            return target - np.concatenate([proj[:, 0], proj[:, 1]])
+        def evaluate(s: float, r: np.ndarray, t: np.ndarray, p: np.ndarray) -> tuple:
+            """(rotation matrix, 3-D shape (3, n), residual (2, n)) of one parameter set."""
+            rmat = _rotation(r)
+            shape = mean + (self.components @ p).reshape(3, n)
+            return rmat, shape, target - (s * (rmat[:2] @ shape) + t[:, None])
 
-        error = float(np.linalg.norm(residual(scale, rot, trans, local)))
+        rmat, shape, res = evaluate(scale, rot, trans, local)
+        error = float(np.sqrt((res**2).sum()))
+        jac = np.empty((2, n, 6 + m))
+        jac[0, :, 4], jac[1, :, 4], jac[0, :, 5], jac[1, :, 5] = 1.0, 0.0, 0.0, 1.0
         worse, it = 0, 0
         for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-            rmat = _rotation(rot)
-            shape = self.shape3d(local)  # (n, 3)
-            x, y, z = shape.T
-            jac = np.empty((2 * n, 6 + m))
-            r1, r2 = rmat[0], rmat[1]
-            jac[:n, 0] = shape @ r1
-            jac[n:, 0] = shape @ r2
-            jac[:n, 1] = scale * (y * r1[2] - z * r1[1])
-            jac[n:, 1] = scale * (y * r2[2] - z * r2[1])
-            jac[:n, 2] = -scale * (x * r1[2] - z * r1[0])
-            jac[n:, 2] = -scale * (x * r2[2] - z * r2[0])
-            jac[:n, 3] = scale * (x * r1[1] - y * r1[0])
-            jac[n:, 3] = scale * (x * r2[1] - y * r2[0])
-            jac[:n, 4], jac[n:, 4] = 1.0, 0.0
-            jac[:n, 5], jac[n:, 5] = 0.0, 1.0
-            jac[:n, 6:] = scale * np.einsum("k,knm->nm", r1, comps)
-            jac[n:, 6:] = scale * np.einsum("k,knm->nm", r2, comps)
-            res = target - np.concatenate([(scale * shape @ r1) + trans[0], (scale * shape @ r2) + trans[1]])
-            hess = jac.T @ jac + reg_diag
-            grad = jac.T @ res
+            r2 = rmat[:2]  # (2, 3): the rows that project
+            x, y, z = shape
+            jac[:, :, 0] = r2 @ shape
+            # rotation terms of the small-angle update R·(I + [w]×): s · (shape × r) per projected row
+            jac[:, :, 1] = scale * (y * r2[:, 2:3] - z * r2[:, 1:2])
+            jac[:, :, 2] = -scale * (x * r2[:, 2:3] - z * r2[:, 0:1])
+            jac[:, :, 3] = scale * (x * r2[:, 1:2] - y * r2[:, 0:1])
+            jac[:, :, 6:] = scale * (r2 @ comps).reshape(2, n, m)
+            j2 = jac.reshape(2 * n, 6 + m)
+            grad = j2.T @ res.reshape(-1)
             grad[6:] -= reg[6:] * local
             try:
-                delta = 0.75 * np.linalg.solve(hess, grad)
+                delta = 0.75 * np.linalg.solve(j2.T @ j2 + reg_diag, grad)
             except np.linalg.LinAlgError:
                 break
             scale += delta[0]
@@ -263,7 +260,8 @@ class Pdm:
             u, _, vt = np.linalg.svd(small)
             rot = _euler(rmat @ (u @ vt))
             local = local + delta[6:]
-            new_error = float(np.linalg.norm(residual(scale, rot, trans, local)))
+            rmat, shape, res = evaluate(scale, rot, trans, local)
+            new_error = float(np.sqrt((res**2).sum()))
             if 0.999 * error < new_error:
                 worse += 1
                 if worse == 5:

@@ -150,6 +150,28 @@ def pooled(results: dict[str, dict]) -> dict:
             "mean_f1": float(np.mean(f1s)) if f1s else float("nan")}
 
 
+def landmark_offsets(pairs: dict[str, tuple[Path, Path]], max_yaw_deg: float = 15.0) -> np.ndarray:
+    """Mean offset (68, 2) of our landmarks from OpenFace's, in the aligned face's pixels (112-px face).
+
+    Both are mapped with the similarity that takes OpenFace's rigid points onto the PDM mean shape × 0.7, over
+    near-frontal frames (OpenFace's |pose_Ry| below ``max_yaw_deg``). The au node's ``openface`` backend
+    subtracts this table from FaceMesh-mapped landmarks (``_openface_au.FACEMESH_OFFSETS``).
+    """
+    from facegraph.nodes.face import _openface_au as oa
+
+    pdm = oa.Pdm.load(SHARED.parent / "models" / "openface_2.2" / "AU_predictors" / "In-the-wild_aligned_PDM_68.txt")
+    dest = (pdm.mean.reshape(3, pdm.n)[:2].T * oa.ALIGN_SCALE)[oa.RIGID]
+    offs = []
+    for ours_path, ref_path in pairs.values():
+        ours, ref = read_csv(ours_path), read_csv(ref_path)
+        a, b = pair_rows(ours, ref)
+        frontal = np.abs(np.degrees(ref["pose_Ry"][b])) < max_yaw_deg
+        lo, lr = _landmarks(ours)[a[frontal]], _landmarks(ref)[b[frontal]]
+        for p, q in zip(lo, lr, strict=True):
+            offs.append((p - q) @ oa.similarity(q[oa.RIGID], dest).T)
+    return np.mean(offs, axis=0)
+
+
 def run_videos(out_dir: Path, backend: str, graph: str, videos: list[str]) -> dict[str, Path]:
     """Run the AU graph on each shared video; our CSV per video stem."""
     out = {}
@@ -188,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--graph", default=str(ROOT / "graphs" / "video_au.yaml"))
     ap.add_argument("--videos", nargs="*", default=list(VIDEOS), help="shared video file names for --run")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--fit-offsets", action="store_true",
+                    help="print the mean landmark offsets (ours − OpenFace's) over these pairs instead of scoring")
     args = ap.parse_args(argv)
     if args.run:
         pairs = {stem: (csv, SHARED / "openface_0.2" / f"{stem}.csv")
@@ -196,6 +220,13 @@ def main(argv: list[str] | None = None) -> int:
         pairs = {Path(args.files[0]).stem: (Path(args.files[0]), Path(args.files[1]))}
     else:
         ap.error("give OURS.csv OPENFACE.csv, or --run DIR")
+    if args.fit_offsets:
+        table = landmark_offsets(pairs)
+        print("FACEMESH_OFFSETS = np.array([")
+        for k in range(0, 68, 6):
+            print("    " + " ".join(f"[{x:.1f}, {y:.1f}]," for x, y in table[k:k + 6]))
+        print("])")
+        return 0
     results = {stem: agreement(read_csv(o), read_csv(r)) for stem, (o, r) in pairs.items()}
     results = {k: v for k, v in results.items() if v["frames"]}
     summary = pooled(results)

@@ -42,6 +42,7 @@ LANDMARKS = PortType(
     "Landmarks",
     array("points", "float32", "N", "5|68|98|106|468|478", "2|3", doc="pixel x, y (and depth)"),
     value("scheme", str, required=False, doc="point scheme: ibug68, facemesh468, ..."),
+    value("mapped_from", str, required=False, doc="the native scheme these points were mapped from (facemesh468)"),
     array("scores", "float32", "N", required=False, doc="landmark confidence per face"),
     *_per_face(),
     doc="facial landmarks per face; K in 5, 68, 98, 106, 468, 478",

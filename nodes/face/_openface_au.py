@@ -286,6 +286,32 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return (sd / ss) * (vt.T @ corr @ u.T)
 
 
+#: mean offset of FaceMesh-mapped iBUG points from OpenFace's own (CLNF) points, in the 112-px aligned face
+#: (x, y per point); subtracted before the fit so the PDM and the alignment see OpenFace's conventions
+#: (FaceMesh's jaw line runs higher and its brows lower). Measured by ``benchmarks/au_agreement.py
+#: --fit-offsets`` on the OpenFace sample video only (near-frontal frames); the other shared videos stay held out.
+FACEMESH_OFFSETS = np.array([
+    [0.7, 0.8], [0.7, -1.8], [-0.6, -4.3], [-1.8, -5.5], [-3.2, -5.9], [-6.0, -7.3],
+    [-3.1, -3.2], [-2.3, -2.2], [1.4, -0.9], [5.1, -3.2], [5.5, -5.0], [7.0, -9.8],
+    [4.0, -8.7], [2.5, -8.6], [1.2, -7.0], [-0.3, -4.2], [-0.9, -1.1], [4.1, 0.5],
+    [2.1, 3.5], [-0.8, 4.1], [-1.8, 3.4], [0.1, 3.4], [0.6, 4.1], [1.9, 4.5],
+    [1.2, 5.0], [-1.5, 4.4], [-3.5, 1.7], [0.4, 5.0], [0.3, 1.4], [0.3, 2.9],
+    [0.3, 5.1], [-1.5, 2.0], [0.3, 1.3], [0.5, -0.3], [0.4, 1.1], [2.2, 1.6],
+    [-0.6, -0.7], [-1.3, -0.2], [-0.2, -0.6], [1.6, 0.3], [0.9, 0.3], [-0.0, 0.0],
+    [-1.1, 0.6], [0.4, -0.1], [1.7, 0.0], [1.5, -0.2], [0.2, 0.4], [-1.0, 0.7],
+    [1.9, 0.2], [2.1, -0.8], [0.5, -0.2], [0.5, -0.8], [-0.2, -0.4], [-2.1, -1.2],
+    [-1.1, -0.1], [-2.8, 0.6], [-0.4, 0.2], [0.5, 0.0], [1.0, 0.3], [3.1, 0.7],
+    [0.7, -0.8], [2.2, 0.0], [0.5, -0.3], [-1.7, 0.1], [-0.4, -1.1], [-1.1, 0.6],
+    [0.7, 0.2], [1.9, 0.7],
+])
+
+
+def undo_offsets(points: np.ndarray, offsets: np.ndarray, dest: np.ndarray) -> np.ndarray:
+    """Landmarks (68, 2) less a table of offsets given in aligned-face pixels, mapped back into the frame."""
+    a = similarity(points[RIGID], dest)
+    return points - offsets @ np.linalg.inv(a).T
+
+
 class Aligner:
     """AlignFaceMask at 112×112: the warp and the triangulated face mask."""
 

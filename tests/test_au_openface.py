@@ -295,3 +295,20 @@ def test_models_fetch_from_a_folder_checks_hashes(monkeypatch, tmp_path, capsys)
     monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path / "cache2"))
     assert main(["models", "fetch", "openface-au", "--from", str(bad)]) == 1
     assert "different SHA-256" in capsys.readouterr().err
+
+
+def test_gaze_geometry_looks_where_the_pupil_says():
+    from facegraph.nodes.face._gaze import EYEBALL_OFFSET, EYES, Gaze
+    from facegraph.nodes.face._headpose import MODEL_68_MM, default_intrinsics
+
+    fx, fy, cx, cy = default_intrinsics(640, 480)
+    t = np.array([0.0, 0.0, 600.0])
+    pupils = np.zeros((1, 2, 2))
+    for e, (i, j) in enumerate(EYES):  # each pupil 12 mm in front of its eyeball centre, 10° to the image's right
+        centre = (MODEL_68_MM[i] + MODEL_68_MM[j]) / 2 + EYEBALL_OFFSET + t
+        d = np.array([np.sin(np.radians(10)), 0.0, -np.cos(np.radians(10))])
+        p = centre + 12.0 * d
+        pupils[0, e] = (fx * p[0] / p[2] + cx, fy * p[1] / p[2] + cy)
+    vec, angle = Gaze.vectors(pupils, np.zeros((1, 3)), t[None], (640, 480))
+    np.testing.assert_allclose(vec[0, 0], [np.sin(np.radians(10)), 0, -np.cos(np.radians(10))], atol=1e-6)
+    assert np.degrees(angle[0, 0]) == pytest.approx(10.0, abs=1e-3) and abs(angle[0, 1]) < 1e-6

@@ -50,6 +50,8 @@ class AU(Node):
                     doc="openface: a face turned further (degrees, from the PDM fit) is not read: success 0")
     facemesh_offsets = Param(bool, False, doc="openface: move FaceMesh-mapped points onto OpenFace's landmark "
                              "conventions before the fit (a fixed table): MAE −0.01…−0.04, r −0.01…−0.02 held out")
+    gaze = Param(bool, True, doc="openface: also OpenFace's gaze (gaze_0/1, gaze_angle) from mediapipe's iris model; "
+                 "needs the pose input")
     max_fit_error = Param(float, 0.08, ge=0.0,
                           doc="openface: PDM fit RMS error / face size above which the face is not read")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, tensorrt, coreml")
@@ -112,7 +114,7 @@ class AU(Node):
     def process(self, landmarks: Any, frame: Any = None, crops: Any = None, pose: Any = None) -> dict[str, Any]:
         tracks = landmarks.get("track_id")
         if self._of is not None:
-            return {"aus": self._run_openface(landmarks, frame)}
+            return {"aus": self._run_openface(landmarks, frame, pose)}
         if self._net is not None:
             values = self._run_net(landmarks, crops)
             names = self._names
@@ -154,6 +156,11 @@ class AU(Node):
         self._static_mode: bool | None = self.static
         self._offline: bool | None = None
         self._done: list[tuple] = []  # finished people's post-processed rows
+        self._gaze = None
+        if self.gaze:
+            from ._gaze import Gaze
+
+            self._gaze = Gaze(threads=1)
         self._revise = str(self.context.output_path(f".facegraph/{self.context.graph_name}.{self.id}.aus.npz"))
 
     def _models(self, static: bool) -> Any:
@@ -175,7 +182,7 @@ class AU(Node):
         self._offline = (self.postprocess == "on" or (self.postprocess == "auto" and not live and not image)) \
             and self._of.any_dynamic
 
-    def _run_openface(self, landmarks: Any, frame: Any) -> dict[str, Any]:
+    def _run_openface(self, landmarks: Any, frame: Any, pose: Any = None) -> dict[str, Any]:
         if frame is None:
             raise PortValueError("au (openface) needs the 'frame' input connected (its features come from the image)")
         points = landmarks.points
@@ -227,6 +234,16 @@ class AU(Node):
         }
         if self._offline and tracks is not None:
             out["revise"] = self._revise
+        if self._gaze is not None and pose is not None and len(pose.rotation) == n:
+            vec = np.full((n, 2, 3), np.nan, np.float32)
+            ang = np.full((n, 2), np.nan, np.float32)
+            read = np.flatnonzero(success)
+            if len(read):
+                h, w = image.shape[:2]
+                pupils = self._gaze.pupils(image, points[read])
+                v, a = self._gaze.vectors(pupils, pose.rotation[read], pose.translation[read], (w, h))
+                vec[read], ang[read] = v, a
+            out["gaze"], out["gaze_angle"] = vec, ang
         if tracks is not None:
             out["track_id"] = np.asarray(tracks, np.int32)
         return out

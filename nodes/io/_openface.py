@@ -4,7 +4,7 @@ OpenFace's FeatureExtraction (RecorderCSV) writes, per face and frame, these
 groups in this order, each only when it was computed:
 
     frame, face_id, timestamp, confidence, success
-    gaze_*, eye_lmk_*                      (facegraph computes no gaze: never written)
+    gaze_*                                 (the au node's openface backend; eye_lmk_* never written)
     pose_Tx, pose_Ty, pose_Tz, pose_Rx, pose_Ry, pose_Rz
     x_0..x_67, y_0..y_67                   (2-D landmarks, iBUG 68 scheme)
     X_0..X_67, Y_0..Y_67, Z_0..Z_67        (3-D landmarks in mm: not computed here)
@@ -32,6 +32,7 @@ import re
 from typing import Any
 
 BASE = ("frame", "face_id", "timestamp", "confidence", "success")
+GAZE = ("gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y")
 POSE = ("pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz")
 LANDMARKS_68 = tuple(f"x_{i}" for i in range(68)) + tuple(f"y_{i}" for i in range(68))
 AU_INTENSITY = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17",

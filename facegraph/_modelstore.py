@@ -58,6 +58,9 @@ class ModelEntry:
     aliases: tuple[str, ...] = ()
     note: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False)
+    #: a folder of loose files (OpenFace's AU models): (path inside the folder, sha256) each, fetched from
+    #: ``urls`` formatted with ``{file}``; ``filename`` is the folder
+    files: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_pack(self) -> bool:
@@ -145,9 +148,12 @@ def candidates(entry: ModelEntry) -> list[Path]:
 
 
 def locate(entry: ModelEntry) -> Path | None:
-    """The first existing file (or pack folder) of the entry, or None."""
+    """The first existing file (or pack folder) of the entry, or None; a file set's folder must hold every file."""
     for path in candidates(entry):
-        if path.exists():
+        if entry.files:
+            if all((path / rel).is_file() for rel, _ in entry.files):
+                return path
+        elif path.exists():
             return path
     return None
 
@@ -260,6 +266,8 @@ def fetch(name: str, *, force: bool = False, timeout: float = 30.0,
     if present is not None and not force:
         log(f"{entry.name}: already present at {present}")
         return present
+    if entry.files:
+        return _fetch_files(entry, timeout, progress, log)
     if not entry.urls:
         raise ModelError(f"{entry.name}: no download address is known; place it at {cache_dir() / entry.filename}")
     target = cache_dir() / entry.filename
@@ -288,3 +296,48 @@ def _check_members(pack: ModelEntry, log: Callable[[str], None]) -> None:
             log(f"{pack.name}: warning: the pack has no {member.filename}")
         elif member.sha256 and sha256_file(path) != member.sha256:
             log(f"{pack.name}: warning: {member.filename} differs from the catalogued SHA-256 {member.sha256[:12]}…")
+
+
+def _fetch_files(entry: ModelEntry, timeout: float, progress: Callable[[int, int | None], None] | None,
+                 log: Callable[[str], None]) -> Path:
+    """Download each file of a file set, verified; files already there with the right hash are kept."""
+    target = cache_dir() / entry.filename
+    for rel, sha in entry.files:
+        dest = target / rel
+        if dest.is_file() and sha256_file(dest) == sha:
+            continue
+        download([u.format(file=rel) for u in entry.urls], dest, sha256=sha, timeout=timeout, progress=progress)
+    log(f"{entry.name}: {len(entry.files)} files saved to {target}")
+    return target
+
+
+def install_from(name: str, folder: str | Path, *, log: Callable[[str], None] = print) -> Path:
+    """Copy an entry's files from a local folder (an OpenFace checkout, a USB stick) into the cache, verified.
+
+    The folder may hold the files directly or under the entry's folder name; a file whose
+    SHA-256 differs from the catalogue's is refused, so a wrong version never lands in the cache.
+    """
+    entry = lookup(name)
+    if entry is None:
+        raise ModelError(f"unknown model '{name}'; 'facegraph models' lists the known names")
+    src = Path(folder).expanduser()
+    if not src.is_dir():
+        raise ModelError(f"--from {src}: not a folder")
+    target = cache_dir() / entry.filename
+    wanted = entry.files or ((Path(entry.filename).name, entry.sha256 or ""),)
+    roots = [src, src / Path(entry.filename).name]
+    copies = []
+    for rel, sha in wanted:
+        found = next((r / rel for r in roots if (r / rel).is_file()), None)
+        if found is None:
+            raise ModelError(f"--from {src}: {rel} is missing (needed by {entry.name})")
+        if sha and sha256_file(found) != sha:
+            raise ModelError(f"--from {src}: {rel} has a different SHA-256 than {entry.name} expects; not installed")
+        copies.append((found, target / rel if entry.files else target))
+    for found, dest in copies:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.part")
+        shutil.copyfile(found, tmp)
+        os.replace(tmp, dest)
+    log(f"{entry.name}: {len(copies)} file(s) installed from {src} into {target}")
+    return target if entry.files else copies[0][1]

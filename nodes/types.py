@@ -42,6 +42,7 @@ LANDMARKS = PortType(
     "Landmarks",
     array("points", "float32", "N", "5|68|98|106|468|478", "2|3", doc="pixel x, y (and depth)"),
     value("scheme", str, required=False, doc="point scheme: ibug68, facemesh468, ..."),
+    value("mapped_from", str, required=False, doc="the native scheme these points were mapped from (facemesh468)"),
     array("scores", "float32", "N", required=False, doc="landmark confidence per face"),
     *_per_face(),
     doc="facial landmarks per face; K in 5, 68, 98, 106, 468, 478",
@@ -68,8 +69,17 @@ EMBEDDINGS = PortType(
 )
 AUS = PortType(
     "AUs",
-    array("intensity", "float32", "N", "A", doc="OpenFace scale 0-5"),
+    array("intensity", "float32", "N", "A", doc="OpenFace scale 0-5; NaN where the face could not be read"),
     value("names", list, doc="AU names for the columns, e.g. AU01"),
+    array("presence", "float32", "N", "P", required=False, doc="OpenFace's AU*_c: 0/1 per AU, NaN where unread"),
+    value("presence_names", list, required=False, doc="AU names of the presence columns"),
+    array("success", "uint8", "N", required=False, doc="1 where the backend could read the face (OpenFace's success)"),
+    value("backend", str, required=False, doc="which backend made the values: geometric, openface, onnx"),
+    array("gaze", "float32", "N", 2, 3, required=False,
+          doc="openface: unit gaze vector per eye (gaze_0: iBUG 36-41, gaze_1: 42-47), camera axes"),
+    array("gaze_angle", "float32", "N", 2, required=False, doc="openface: gaze_angle_x, gaze_angle_y in radians"),
+    value("revise", str, required=False,
+          doc="file the node writes at end of stream with post-processed values for the table sinks"),
     *_per_face(),
     doc="action unit intensities per face",
 )

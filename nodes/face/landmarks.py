@@ -267,6 +267,7 @@ class Landmarks(Node):
             out["landmarks68"] = {
                 "points": np.ascontiguousarray(fm.to_ibug68(points), np.float32),
                 "scheme": "ibug68",
+                "mapped_from": "facemesh468",
                 "scores": score_arr,
                 **extra,
             }

@@ -35,6 +35,7 @@ class Overlay(Node):
     boxes = Param(bool, True, doc="draw face boxes with track ids")
     points = Param(bool, True, doc="draw landmarks")
     axes = Param(bool, True, doc="draw head-pose axes")
+    gaze = Param(bool, True, doc="draw gaze lines from the eyes (when the AUs carry OpenFace's gaze)")
     au_bars = Param(bool, True, doc="draw AU intensity bars")
     prob_bars = Param(bool, True, doc="draw top-k probability bars")
     names = Param(bool, True, doc="write identity names")
@@ -74,6 +75,8 @@ class Overlay(Node):
                 origin = _axis_origin(boxes[i], landmarks, keys[i], i)
                 length = 0.5 * max(boxes[i][2] - boxes[i][0], 1.0)
                 _draw.draw_axes(img, pose.rotation[r], origin, length)
+        if self.gaze and aus is not None and aus.get("gaze") is not None and landmarks is not None:
+            self._draw_gaze(img, keys, boxes, landmarks, aus)
         self._draw_panels(img, keys, boxes, colors, aus, probs, identities)
         if image is not None:
             img = _draw.side_by_side(img, image.image)
@@ -84,6 +87,24 @@ class Overlay(Node):
             if frame.get(name) is not None:
                 fields[name] = frame.get(name)
         return {"frame": fields}
+
+    def _draw_gaze(self, img: np.ndarray, keys: list, boxes: list, landmarks: Any, aus: Any) -> None:
+        """A line from each eye's centre along its gaze vector's image-plane direction."""
+        import cv2
+
+        l_rows, g_rows = _match(keys, landmarks), _match(keys, aus)
+        for i, (lr, gr) in enumerate(zip(l_rows, g_rows, strict=True)):
+            pts = landmarks.points[lr] if lr is not None else None
+            if pts is None or gr is None or pts.shape[0] != 68 or boxes[i] is None:
+                continue
+            length = 0.4 * max(boxes[i][2] - boxes[i][0], 1.0)
+            for e, sl in enumerate((slice(36, 42), slice(42, 48))):
+                g = aus.gaze[gr, e]
+                if not np.all(np.isfinite(g)):
+                    continue
+                c = pts[sl, :2].mean(0)
+                end = c + length * np.asarray(g[:2], np.float64)
+                cv2.line(img, (int(c[0]), int(c[1])), (int(end[0]), int(end[1])), (0, 200, 255), 2, cv2.LINE_AA)
 
     def _draw_panels(self, img: np.ndarray, keys: list, boxes: list, colors: list, aus: Any, probs: Any,
                      identities: Any) -> None:

@@ -4,13 +4,13 @@ OpenFace's FeatureExtraction (RecorderCSV) writes, per face and frame, these
 groups in this order, each only when it was computed:
 
     frame, face_id, timestamp, confidence, success
-    gaze_*, eye_lmk_*                      (facegraph computes no gaze: never written)
+    gaze_*                                 (the au node's openface backend; eye_lmk_* never written)
     pose_Tx, pose_Ty, pose_Tz, pose_Rx, pose_Ry, pose_Rz
     x_0..x_67, y_0..y_67                   (2-D landmarks, iBUG 68 scheme)
     X_0..X_67, Y_0..Y_67, Z_0..Z_67        (3-D landmarks in mm: not computed here)
     p_scale, p_rx, ..., p_0..p_33          (its own shape-model parameters: not computed here)
     AU01_r ... AU45_r                      (17 intensities, 0-5)
-    AU01_c ... AU45_c                      (18 presences, 0/1)
+    AU01_c ... AU45_c                      (18 presences, 0/1: the openface backend only)
 
 The header and the rows use ", " between fields, as OpenFace does; read them
 with ``pandas.read_csv(path, skipinitialspace=True)`` or
@@ -32,6 +32,7 @@ import re
 from typing import Any
 
 BASE = ("frame", "face_id", "timestamp", "confidence", "success")
+GAZE = ("gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y")
 POSE = ("pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz")
 LANDMARKS_68 = tuple(f"x_{i}" for i in range(68)) + tuple(f"y_{i}" for i in range(68))
 AU_INTENSITY = ("AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12", "AU14", "AU15", "AU17",
@@ -64,6 +65,18 @@ def au_columns(names: list[str]) -> list[tuple[str, str]]:
     return [(f"{n}_r", by_norm[n]) for n in known + others]
 
 
+def presence_columns(names: list[str]) -> list[tuple[str, str]]:
+    """(column, packet AU name) for the presences a packet names, in OpenFace's order (AU28 included)."""
+    by_norm = {}
+    for name in names:
+        norm = au_name(name)
+        if norm is not None and norm not in by_norm:
+            by_norm[norm] = name
+    known = [n for n in AU_PRESENCE if n in by_norm]
+    others = sorted((n for n in by_norm if n not in AU_PRESENCE), key=lambda n: int(n[2:]))
+    return [(f"{n}_c", by_norm[n]) for n in known + others]
+
+
 def precision(column: str) -> int | None:
     """Decimals OpenFace uses for a column (None: an integer or a text column)."""
     if column in ("frame", "face_id", "success", "track_id") or column == "identity":
@@ -80,6 +93,8 @@ def precision(column: str) -> int | None:
         return 1
     if column.startswith("AU") and column.endswith("_r"):
         return 2
+    if column.startswith("AU") and column.endswith("_c"):
+        return 0
     if column.startswith(("prob_", "identity_score")):
         return 4
     return 6  # emb_*: full float32 detail

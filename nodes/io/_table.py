@@ -31,9 +31,13 @@ class Schema:
     """Which column groups exist; frozen once the first row is out."""
 
     pose: bool = False
+    gaze: bool = False
     lmk68: bool = False
     lmk_other: tuple[int, int] | None = None  # (K, D) of a non-68-point scheme
     aus: list[tuple[str, str]] = field(default_factory=list)  # (column, packet name)
+    presence: list[tuple[str, str]] = field(default_factory=list)  # (AUxx_c column, packet name)
+    au_backend: str | None = None
+    revise: str | None = None  # where the AU node leaves its post-processed values at end of stream
     track: bool = False
     identity: bool = False
     probs: list[str] = field(default_factory=list)
@@ -42,6 +46,9 @@ class Schema:
     frozen: bool = False
 
     def observe(self, packets: dict[str, Packet | None]) -> None:
+        aus = packets.get("aus")
+        if aus is not None and aus.get("revise"):
+            self.revise = str(aus.revise)
         if self.frozen:
             return
         faces, lmk, pose, aus = (packets.get(k) for k in ("faces", "landmarks", "pose", "aus"))
@@ -58,6 +65,11 @@ class Schema:
                 self.lmk_other = (int(k), int(d))
         if aus is not None and not self.aus:
             self.aus = of.au_columns(list(aus.names))
+            if aus.get("presence_names") is not None:
+                self.presence = of.presence_columns(list(aus.presence_names))
+            self.au_backend = aus.get("backend")
+        if aus is not None and aus.get("gaze") is not None:
+            self.gaze = True
         if ids is not None:
             self.identity = True
         if probs is not None and not self.probs:
@@ -68,11 +80,14 @@ class Schema:
     def columns(self, *, expand: bool, other_landmarks: bool = True) -> list[str]:
         """Column names in order; ``expand`` spreads vectors over scalar columns (CSV)."""
         cols = list(of.BASE)
+        if self.gaze:
+            cols += of.GAZE
         if self.pose:
             cols += of.POSE
         if self.lmk68:
             cols += of.LANDMARKS_68
         cols += [c for c, _ in self.aus]
+        cols += [c for c, _ in self.presence]
         if self.track:
             cols.append("track_id")
         cols += ["box_x1", "box_y1", "box_x2", "box_y2"]
@@ -146,9 +161,20 @@ def face_records(frame_id: int, packets: dict[str, Packet | None]) -> list[dict[
         if points is not None and points.shape[0] == 68:
             rec.update(zip(of.LANDMARKS_68, [*map(float, points[:, 0]), *map(float, points[:, 1])], strict=True))
         if m_aus[i] is not None:
-            values = dict(zip(aus.names, (float(v) for v in aus.intensity[m_aus[i]]), strict=False))
-            for col, name in of.au_columns(list(aus.names)):
-                rec[col] = values[name]
+            read = aus.get("success") is None or int(aus.success[m_aus[i]]) == 1
+            if not read:  # the backend could not read this face: OpenFace's success 0, no values
+                rec["success"] = 0
+            else:
+                values = dict(zip(aus.names, (float(v) for v in aus.intensity[m_aus[i]]), strict=False))
+                for col, name in of.au_columns(list(aus.names)):
+                    rec[col] = values[name]
+                if aus.get("gaze") is not None and np.all(np.isfinite(aus.gaze[m_aus[i]])):
+                    g, ang = aus.gaze[m_aus[i]], aus.gaze_angle[m_aus[i]]
+                    rec.update(zip(of.GAZE, [*map(float, g.reshape(-1)), *map(float, ang)], strict=True))
+                if aus.get("presence") is not None:
+                    present = dict(zip(aus.presence_names, (float(v) for v in aus.presence[m_aus[i]]), strict=False))
+                    for col, name in of.presence_columns(list(aus.presence_names)):
+                        rec[col] = present[name]
         if tids is not None:
             rec["track_id"] = int(tids[i])
         x1, y1, x2, y2 = (float(v) for v in faces.boxes[i])
@@ -249,6 +275,11 @@ def nested_faces(packets: dict[str, Packet | None]) -> list[dict[str, Any]]:
             face["pose"] = {"R": pose.rotation[m_pose[i]].tolist(), "T": pose.translation[m_pose[i]].tolist()}
         if m_aus[i] is not None:
             face["aus"] = {str(k): float(v) for k, v in zip(aus.names, aus.intensity[m_aus[i]], strict=False)}
+            if aus.get("presence") is not None:
+                face["aus_c"] = {str(k): float(v) for k, v in
+                                 zip(aus.presence_names, aus.presence[m_aus[i]], strict=False)}
+            if aus.get("success") is not None:
+                face["success"] = int(aus.success[m_aus[i]])
         if m_probs[i] is not None:
             face["probs"] = {str(k): float(v) for k, v in zip(probs.labels, probs.p[m_probs[i]], strict=False)}
         if m_ids[i] is not None:
@@ -258,3 +289,32 @@ def nested_faces(packets: dict[str, Packet | None]) -> list[dict[str, Any]]:
             face["embedding"] = emb.vec[m_emb[i]].tolist()
         out.append(face)
     return out
+
+
+def load_revision(path: str | None) -> dict[tuple[int, int], tuple[dict[str, float], int]] | None:
+    """The AU node's post-processed values: (frame_id, track_id) → ({column: value}, success); None if absent."""
+    if not path or not Path(path).is_file():
+        return None
+    with np.load(path) as data:
+        names, pnames = [str(n) for n in data["names"]], [str(n) for n in data["presence_names"]]
+        cols = [c for c, _ in of.au_columns(names)]
+        pcols = [c for c, _ in of.presence_columns(pnames)]
+        reg_order = [names.index(n) for _, n in of.au_columns(names)]
+        cls_order = [pnames.index(n) for _, n in of.presence_columns(pnames)]
+        out = {}
+        for f, t, r, c, ok in zip(data["frame_id"], data["track_id"], data["intensity"], data["presence"],
+                                  data["success"], strict=True):
+            values = dict(zip(cols, (float(r[k]) for k in reg_order), strict=True))
+            values.update(zip(pcols, (float(c[k]) for k in cls_order), strict=True))
+            out[(int(f), int(t))] = (values, int(ok))
+    return out
+
+
+def backend_note(path: Path, backend: str, columns: list[str]) -> None:
+    """The sidecar ``<table>.json`` that says which AU backend made the table's AU columns."""
+    import json
+
+    note: dict[str, Any] = {"au_backend": backend, "au_columns": columns}
+    if backend == "openface":
+        note["au_models"] = "OpenFace 2.2.0 AU_predictors (OpenFace academic licence)"
+    Path(str(path) + ".json").write_text(json.dumps(note, indent=1) + "\n")

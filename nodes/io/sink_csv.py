@@ -17,7 +17,7 @@ from typing import Any
 from facegraph import Packet, Param, register
 
 from . import _openface as of
-from ._table import ResultSink, Schema, expand_vectors
+from ._table import ResultSink, Schema, backend_note, expand_vectors, load_revision
 
 
 @register("sink.csv")
@@ -68,6 +68,37 @@ class CsvSink(ResultSink):
             self._write_row([of.format_value(c, row.get(c)) for c in self.columns])
         self.rows += len(records)
         self.file.flush()
+
+    def flush(self) -> None:
+        """End of stream: close the file, then write the AU node's post-processed values into it, if any."""
+        self.close()
+        revision = load_revision(self.schema.revise) if hasattr(self, "schema") else None
+        if revision is not None and self.rows:
+            self._revise(revision)
+        if getattr(self, "schema", None) is not None and self.schema.au_backend:
+            backend_note(self.file_path, self.schema.au_backend, [c for c, _ in self.schema.aus + self.schema.presence])
+        return None
+
+    def _revise(self, revision: dict) -> None:
+        """Rewrite the AU cells of every row the AU node post-processed (OpenFace's PostprocessOutputFile)."""
+        with open(self.file_path, encoding="utf-8", newline="") as fh:
+            rows = list(csv.reader(fh, skipinitialspace=True))
+        header, body = rows[0], rows[1:]
+        at = {c: k for k, c in enumerate(header)}
+        frame_at, face_at = at["frame"], at["face_id"]
+        tmp = self.file_path.with_name(f".{self.file_path.name}.part")
+        self.file = open(tmp, "w", encoding="utf-8", newline="")
+        self._writer = csv.writer(self.file, lineterminator="\n") if self.separator == "," else None
+        self._write_row(header)
+        for row in body:
+            hit = revision.get((int(row[frame_at]) - 1, int(row[face_at])))
+            if hit is not None and hit[1] and row[at["success"]] == "1":
+                for col, value in hit[0].items():
+                    if col in at:
+                        row[at[col]] = of.format_value(col, value)
+            self._write_row(row)
+        self.file.close()
+        tmp.replace(self.file_path)
 
     def close(self) -> None:
         file = getattr(self, "file", None)

@@ -14,7 +14,7 @@ from typing import Any
 from facegraph import Packet, Param, register
 
 from . import _openface as of
-from ._table import ResultSink
+from ._table import ResultSink, load_revision
 
 _INT_COLUMNS = ("frame", "face_id", "success", "track_id")
 
@@ -92,6 +92,33 @@ class ParquetSink(ResultSink):
         self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.arrow_schema))
         self.rows += len(rows)
 
+    def flush(self) -> None:
+        """End of stream: close the file, then write the AU node's post-processed values into it, if any."""
+        self.close()
+        revision = load_revision(self.schema.revise) if hasattr(self, "schema") else None
+        if revision is not None and self.writer is not None and self.rows:
+            self._revise(revision)
+        return None
+
+    def _revise(self, revision: dict) -> None:
+        """Rewrite the AU columns of every row the AU node post-processed."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(self.file_path)
+        frames, faces = table.column("frame").to_pylist(), table.column("face_id").to_pylist()
+        success = table.column("success").to_pylist()
+        hits = [revision.get((f - 1, t)) if ok == 1 else None for f, t, ok in zip(frames, faces, success, strict=True)]
+        columns = {c for h in hits if h is not None and h[1] for c in h[0]}
+        for col in sorted(columns & set(table.column_names)):
+            old = table.column(col).to_pylist()
+            new = [h[0][col] if h is not None and h[1] else v for h, v in zip(hits, old, strict=True)]
+            idx = table.column_names.index(col)
+            table = table.set_column(idx, table.schema.field(idx), pa.array(new, type=table.schema.field(idx).type))
+        tmp = self.file_path.with_name(f".{self.file_path.name}.part")
+        pq.write_table(table, tmp, compression=None if self.compression == "none" else self.compression)
+        tmp.replace(self.file_path)
+
     def close(self) -> None:
         if getattr(self, "file_path", None) is None or getattr(self, "_closed", False):
             return
@@ -113,4 +140,4 @@ def _cell(value: Any) -> Any:
 
 def _is_openface(column: str) -> bool:
     return column in of.BASE or column in of.POSE or column in of.LANDMARKS_68 or (
-        column.startswith("AU") and column.endswith("_r"))
+        column.startswith("AU") and column.endswith(("_r", "_c")))

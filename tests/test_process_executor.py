@@ -121,11 +121,13 @@ def alloc_graph(group: str | None = None) -> Graph:
     return g
 
 
+@pytest.mark.parametrize("placement", ["cost", "separate"])
 @pytest.mark.parametrize("group", [None, "g"], ids=["own_process", "grouped"])
-def test_allocated_outputs_travel_without_copy_and_come_back(group):
+def test_allocated_outputs_travel_without_copy_and_come_back(group, placement):
     graph = alloc_graph(group)
     inline = collect(graph, "inline", outputs=["a.out", "p.out", "q.out", "j.out"])
-    run = facegraph.run(graph, executor="process", max_in_flight=3, outputs=["a.out", "p.out", "q.out", "j.out"])
+    run = facegraph.run(graph, executor="process", max_in_flight=3, outputs=["a.out", "p.out", "q.out", "j.out"],
+                        placement=placement)
     process = list(run)
     assert len(process) == 16 and results_equal(inline, process)
     busy = run.options.extra["ring_busy"]
@@ -179,15 +181,16 @@ def sometimes() -> Graph:
     return g
 
 
+@pytest.mark.parametrize("placement", ["cost", "separate"])  # light nodes fused, or every node in its own process
 @pytest.mark.parametrize(
     "make",
     [chain, fan_out, join, sometimes, lambda: join(group="g")],
     ids=["chain", "fan_out", "join", "emits_nothing", "group"],
 )
-def test_same_results_as_inline(make):
+def test_same_results_as_inline(make, placement):
     graph = make()
     inline = collect(graph, "inline")
-    run = facegraph.run(graph, executor="process")
+    run = facegraph.run(graph, executor="process", placement=placement)
     process = list(run)
     assert len(process) == len(inline) == 12
     assert results_equal(inline, process)
@@ -269,6 +272,7 @@ def test_slots_come_back_only_when_every_reader_is_done():
     g.add("test.proc.join", id="j", a=slow.out, b=fast.out)
     g.add("test.proc.join", id="k", a=src.frame, b=h.out)
     assert results_equal(collect(g, "inline"), collect(g, "process", max_in_flight=6))
+    assert results_equal(collect(g, "inline"), collect(g, "process", max_in_flight=6, placement="separate"))
 
 
 def test_caller_stops_early():

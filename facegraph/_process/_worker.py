@@ -99,6 +99,7 @@ class Worker:
         self.credits = 0
         self.admitted = 0
         self.bye_sent = False
+        self.cpu_at_go: float | None = None  # this process's CPU seconds when frames started to flow
         self.last_live = time.monotonic()
         # routing: messages name an edge ("node.port") by its index in cfg["edges"]
         self.edges: list[str] = cfg["edges"]
@@ -170,6 +171,7 @@ class Worker:
                 if msg is None:
                     break
                 if msg[0] == "g":
+                    self.cpu_at_go = usage()[0]
                     break
                 self.handle(msg)
             if self.src is not None and not self.stopping:
@@ -219,7 +221,10 @@ class Worker:
         self.view_index.clear()
         try:
             self.flush_releases()
-            bye = ["bye", self.index, self.stats_dicts(), *usage(), self.admitted, busy, self.copied, self.incarnation]
+            cpu, rss = usage()
+            run_cpu = cpu - (cpu if self.cpu_at_go is None else self.cpu_at_go)  # what the frames cost, not the start
+            bye = ["bye", self.index, self.stats_dicts(), cpu, rss, self.admitted, busy, self.copied, run_cpu,
+                   self.incarnation]
             self.send(MAIN, pack(bye))
         finally:
             self.links.flush_all(2.0)  # what is still in an outbox (the bye, above all) goes out first

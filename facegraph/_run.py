@@ -42,7 +42,7 @@ class RunOptions:
 
     context: RunContext = field(default_factory=RunContext)
     max_frames: int | None = None
-    outputs: list[OutputRef] | None = None
+    outputs: list[OutputRef] | None = None  # None: the leaf outputs; []: none (results carry no packets)
     max_in_flight: int = 4
     validate: bool = True
     on_start: Callable[[int | None], None] | None = None  # called with the source's frame count
@@ -152,7 +152,7 @@ def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterat
     order = graph.order()
     source_id = graph.source().id
     consumers = graph.consumers()
-    wanted = set(options.outputs or graph.leaf_outputs())
+    wanted = set(graph.leaf_outputs() if options.outputs is None else options.outputs)
     nodes = {nid: graph.nodes[nid].build(options.context) for nid in order}
     src = SourceRunner(nodes[source_id])
     runners = {

@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = output_dir_for(graph, args.output)
     context = RunContext(output_dir=out_dir, graph_name=graph.name, quiet=args.quiet)
     bar = _Progress(enabled=not args.quiet)
-    options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start)
+    options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start, outputs=[])
     if args.max_in_flight:
         options.max_in_flight = args.max_in_flight
     run = Run(graph, args.executor, options)

@@ -172,7 +172,9 @@ def test_fused_nodes_share_a_process_and_give_the_inline_results():
     pid = {nid: st.pid for nid, st in run.stats.nodes.items()}
     assert pid["h1"] == pid["l1"] == pid["l2"] and pid["h2"] == pid["l3"] and pid["l0"] == pid["sink"]
     assert len(set(pid.values())) == 4
-    assert [w["nodes"] for w in run.stats.placement] == [["src"], ["h1", "l1", "l2"], ["h2", "l3"], ["l0", "sink"]]
+    assert [w["nodes"] for w in run.stats.placement] == [["src"], ["h1", "l1", "l2"], ["h2", "l3"], ["l0", "sink"], []]
+    assert run.stats.placement[-1]["worker"] == "supervisor"
+    assert sum(w["cpu_s"] for w in run.stats.placement) == pytest.approx(run.stats.cpu_s, abs=0.01)
     assert run.stats.cpu_s > 0
     assert all(run.stats.nodes[n].calls == 12 for n in ("h1", "l1", "l2", "h2", "l3", "l0", "sink"))
 

@@ -89,7 +89,8 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
 
     threads = options.threads or usable_cores() or 1  # the process executor sets each worker's own budget
     context = RunContext(output_dir=output_dir, graph_name=graph.name, threads=threads, extra=dict(extra))
-    run_options = RunOptions(context=context, max_frames=options.frames, extra=dict(extra),
+    # no data handed back (outputs=[]): like ``facegraph run``, the bench takes only each frame's completion
+    run_options = RunOptions(context=context, max_frames=options.frames, extra=dict(extra), outputs=[],
                              placement=options.placement, costs=options.costs)
     if options.max_in_flight:
         run_options.max_in_flight = options.max_in_flight

@@ -43,8 +43,8 @@ def placement_text(summary: dict[str, Any], explain: bool) -> str:
         return ""
     head = f"placement by {summary.get('costs_from', 'declared')} costs:"
     if explain:
-        return head + "\n" + format_placement(workers)
-    return head + " " + "  ".join(f"[{' '.join(w['nodes'])}]×{w['threads']}" for w in workers)
+        return head + "\n" + format_placement(workers, int(summary.get("frames", 0)))
+    return head + " " + "  ".join(f"[{' '.join(w['nodes'])}]×{w['threads']}" for w in workers if w["nodes"])
 
 
 def sequential_line(report: dict[str, Any]) -> str:

@@ -216,14 +216,19 @@ def plan(
     return workers, collected
 
 
-def format_placement(workers: list[dict[str, Any]]) -> str:
-    """The placement as lines for people: one per worker, its nodes with their costs."""
+def format_placement(workers: list[dict[str, Any]], frames: int = 0) -> str:
+    """The placement as lines for people: one per worker, its nodes with their costs (and, after a run of
+    ``frames`` frames, the CPU each process spent per frame)."""
     lines = []
     for w in workers:
         parts = [f"{n} {c['ms']:.2f} ms ({c['from']})" for n, c in w.get("costs", {}).items()]
+        used = f"  [used {1000 * w['cpu_s'] / frames:.2f} ms CPU/frame]" if frames and "cpu_s" in w else ""
+        if w["why"] == "supervisor":
+            lines.append(f"  {'supervisor':<14} {'':<8} {'':<10} {'':<13}{used}")
+            continue
         lines.append(
             f"  {w['worker']:<14} {w['why']:<8} {w['threads']} thread{'s' if w['threads'] != 1 else ' '}  "
-            f"load {w['load_ms']:5.2f} ms: {', '.join(parts) or ', '.join(w['nodes'])}"
+            f"load {w['load_ms']:5.2f} ms: {', '.join(parts) or ', '.join(w['nodes'])}{used}"
         )
     return "\n".join(lines)
 

@@ -77,7 +77,8 @@ class Supervisor:
         self.run_id = secrets.token_hex(4)
         RUN_IDS.append(self.run_id)
         options.extra["run_id"] = self.run_id
-        self.wanted = list(options.outputs or graph.leaf_outputs())
+        # outputs=[]: the caller wants no data back (the CLI, the bench), only each frame's completion
+        self.wanted = list(graph.leaf_outputs() if options.outputs is None else options.outputs)
         self.wanted_keys = {str(r) for r in self.wanted}
         self.workers, self.collected = plan(graph, self.wanted, placement=options.placement, costs=options.costs)
         self.edges = edge_keys(graph)  # data, skip and end messages name their edge by its index here
@@ -114,6 +115,8 @@ class Supervisor:
         self.lost_by_worker: dict[int, int] = {}
         self.kill_list: set[int] = set()  # workers that raised and are to be restarted
         self.cpu_at_go: float | None = None
+        self._poller: Any = None
+        self._poll_key: Any = None
 
     # ---- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -172,15 +175,18 @@ class Supervisor:
 
     def poll(self, timeout_ms: int | None) -> list[list[Any]]:
         """Wait for messages, a worker's death or a control request; handle what does not concern the caller."""
-        poller = zmq.Poller()
         link_fds = self.links.fds()
-        for fd, ev in link_fds:
-            poller.register(fd, zmq.POLLIN if ev == POLLIN else zmq.POLLOUT)
-        poller.register(self.control, zmq.POLLIN)
         running = {p.sentinel: i for i, p in self.procs.items() if i not in self.byes and p.exitcode is None}
-        for fd in running:
-            poller.register(fd, zmq.POLLIN)
-        events = dict(poller.poll(timeout_ms))
+        key = (tuple(link_fds), tuple(running))
+        if key != self._poll_key:  # the same sockets and processes as last time, as a rule: keep the poller
+            poller = zmq.Poller()
+            for fd, ev in link_fds:
+                poller.register(fd, zmq.POLLIN if ev == POLLIN else zmq.POLLOUT)
+            poller.register(self.control, zmq.POLLIN)
+            for fd in running:
+                poller.register(fd, zmq.POLLIN)
+            self._poller, self._poll_key = poller, key
+        events = dict(self._poller.poll(timeout_ms))
         self.links.on_events([(fd, ev) for fd, ev in link_fds if fd in events])
         out = self.drain()
         if self.control in events:
@@ -413,9 +419,11 @@ class Supervisor:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
     def fill_stats(self) -> None:
-        if self.cpu_at_go is not None:
-            self.stats.cpu_s += _own_cpu() - self.cpu_at_go
+        own = _own_cpu() - self.cpu_at_go if self.cpu_at_go is not None else 0.0
+        self.stats.cpu_s += own
         self.stats.placement = [w.describe() for w in self.workers]
+        self.stats.placement.append({"worker": "supervisor", "nodes": [], "why": "supervisor", "threads": 1,
+                                     "load_ms": 0.0, "costs": {}, "cpu_s": round(own, 3)})
         nodes: dict[str, NodeStats] = {}
         for w in self.workers:
             proc = self.procs.get(w.index)
@@ -425,6 +433,7 @@ class Supervisor:
             if bye is not None:
                 _, _, dicts, cpu, rss, admitted, busy, copied, run_cpu, _ = bye
                 self.stats.cpu_s += run_cpu
+                self.stats.placement[w.index - 1]["cpu_s"] = round(run_cpu, 3)
                 self.options.extra.setdefault("ring_busy", {}).update(busy)
                 self.options.extra.setdefault("ring_copied_bytes", {}).update(copied)
                 got = {nid: NodeStats.from_dict(d) for nid, d in dicts.items()}

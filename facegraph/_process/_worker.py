@@ -91,6 +91,7 @@ class Worker:
         # id(view) → (view, its field as it came in [name, SHM, segment, offset, dtype, shape], hold)
         self.view_index: dict[int, tuple[np.ndarray, list[Any], tuple[int, int]]] = {}
         self.releases: dict[int, list[int]] = {}  # sender → tokens to give back when we next go idle
+        self.notices = bytearray()  # skip / done messages for the supervisor, sent when we next go idle
         self.runners: dict[str, NodeRunner] = {}
         self.src: SourceRunner | None = None
         self.nodes: dict[str, Any] = {}
@@ -283,6 +284,8 @@ class Worker:
             self.dispatch(node.id, emissions)
             if self.allocated:
                 self.release_unclaimed(node.id)
+            if self.notices:  # a source port nobody reads: its frames complete here
+                self.flush_releases()
             self.maybe_live()
         src.close()
         if not self.stopping:
@@ -392,7 +395,7 @@ class Worker:
                 if runner.closed:
                     self.send(MAIN, pack(["e", self.sinks[consumer]]))
             elif item.frame_id not in runner.pending:
-                self.send(MAIN, pack(["s", self.sinks[consumer], item.frame_id, item.t_capture, item.source]))
+                self.notices += pack(["s", self.sinks[consumer], item.frame_id, item.t_capture, item.source])
         if produced:
             self.dispatch(consumer, produced)
         if self.allocated:
@@ -411,7 +414,7 @@ class Worker:
                     for d in route.dests:
                         self.sent_last[d] = item.frame_id
                 if route.done:  # the supervisor counts the frame done here; it does not take the data
-                    self.send(MAIN, pack(["s", route.eid, item.frame_id, item.t_capture, item.source]))
+                    self.notices += pack(["s", route.eid, item.frame_id, item.t_capture, item.source])
             elif isinstance(item, EndOfStream):
                 data = pack(["e", route.eid])
                 for d in route.dests:
@@ -425,7 +428,7 @@ class Worker:
                     self.send(d, data)
                     self.sent_last[d] = item.frame_id
                 if route.main:
-                    self.send(MAIN, data)
+                    self.notices += data
             for consumer, in_port in route.local:
                 self.feed(consumer, in_port, item)
 
@@ -548,6 +551,11 @@ class Worker:
         self.releases.setdefault(key[0], []).append(key[1])
 
     def flush_releases(self) -> None:
+        """Before waiting: the frames' completion notices to the supervisor (all of them in one send, so
+        it wakes once for a frame, not once per sink), and the releases of what we are done with."""
+        if self.notices:
+            self.send(MAIN, bytes(self.notices))
+            self.notices.clear()
         if self.releases:
             for sender, tokens in self.releases.items():
                 self.send(sender, pack(["r", self.index, *tokens]))

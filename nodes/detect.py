@@ -61,9 +61,10 @@ class Detect(Node):
     providers = Param(str, "auto", doc="ONNX Runtime providers for scrfd: auto, cpu, cuda, coreml, tensorrt")
 
     threads = 2
-    #: one detector call, ms of a core at 640×480 (measured on the 2-core VM, one thread): BlazeFace full
-    #: range with its resize about 4.5, short range about 1.5, SCRFD-10G at 640 about 40
-    CALL_MS: ClassVar[dict[str, float]] = {"full": 4.5, "short": 1.5, "scrfd": 40.0}
+    #: one detector call, ms of a core at 640×480, one thread: BlazeFace full range with its resize and
+    #: decoding about 7.5 (measured in the sequential loop on the 2-core VM: 1.5 ms per frame at
+    #: detect_every 5), short range about 2.5, SCRFD-10G at 640 about 40 (estimates)
+    CALL_MS: ClassVar[dict[str, float]] = {"full": 7.5, "short": 2.5, "scrfd": 40.0}
 
     @classmethod
     def estimate_cost(cls, values: dict[str, Any]) -> float:

@@ -9,8 +9,11 @@ on the parameters or the machine), or what a previous run measured (``costs``).
   crash restarts only it); neither takes in other nodes.
 * A heavy node (``HEAVY_MS`` or more) gets a worker of its own.
 * A light node joins the worker that feeds it most of its inputs (the one placed last
-  among equals): it runs right after what it needs, without a hop. A light node fed
-  only by the source or by a closed worker joins one shared worker of such nodes.
+  among equals): it runs right after what it needs, without a hop. When that worker
+  would go beyond its fair share (the graph's total cost ÷ the cores), the node goes to
+  the worker of a heavy node it feeds instead, if that one has room (an overlay next to
+  the video encoder it feeds, say). A light node fed only by the source or by a closed
+  worker joins one shared worker of such nodes.
 * A node that costs nothing (``sink.display`` without a screen) is a light node like the
   others: it runs as a no-op call inside its feeder's worker, with no process of its own.
 * Threads: each worker gets the share of the cores its load is of the graph's, at least
@@ -102,22 +105,29 @@ def place(
     cost = node_costs(graph, costs)
     order = graph.order()
     source_id = graph.source().id
+    consumers = graph.consumers()
     workers: list[WorkerPlan] = [WorkerPlan(1, source_id, [source_id], why="source")]
     where: dict[str, WorkerPlan] = {source_id: workers[0]}
     groups: dict[str, WorkerPlan] = {}
     closed = {1}  # workers that take in no other node: the source's, groups, restartable nodes
-    shared: WorkerPlan | None = None
 
     def new(name: str, why: str) -> WorkerPlan:
         w = WorkerPlan(len(workers) + 1, name, [], why=why)
         workers.append(w)
         return w
 
+    def put(nid: str, w: WorkerPlan) -> None:
+        w.nodes.append(nid)
+        w.costs[nid] = cost[nid]
+        w.load_ms += cost[nid][0]
+        where[nid] = w
+
+    # first what has a place of its own: groups, restartable nodes, heavy nodes (everything, if separate)
+    light = []
     for nid in order:
         if nid == source_id:
             continue
         spec = graph.nodes[nid]
-        ms = cost[nid][0]
         if spec.group:
             w = groups.get(spec.group)
             if w is None:
@@ -128,28 +138,38 @@ def place(
             closed.add(w.index)
         elif placement == "separate":
             w = new(nid, "separate")
-        elif ms >= HEAVY_MS:
+        elif cost[nid][0] >= HEAVY_MS:
             w = new(nid, "heavy")
         else:
-            feeders: dict[int, int] = {}
-            for ref in spec.inputs.values():
-                fw = where[ref.node]
-                if fw.index not in closed:
-                    feeders[fw.index] = feeders.get(fw.index, 0) + 1
-            if feeders:
-                w = workers[max(feeders, key=lambda i: (feeders[i], i)) - 1]
-            else:
-                if shared is None:
-                    shared = new(nid, "light")
-                w = shared
-        w.nodes.append(nid)
-        w.costs[nid] = cost[nid]
-        w.load_ms += ms
-        where[nid] = w
+            light.append(nid)
+            continue
+        put(nid, w)
 
-    source_cost = cost[source_id][0]
+    # then the light nodes, in order: with what feeds them, unless that worker would go beyond its share of
+    # the cores; then with a heavy node they feed, where that one has room
+    fair = sum(c for c, _ in cost.values()) / cores
+    shared: WorkerPlan | None = None
+    for nid in light:
+        ms = cost[nid][0]
+        feeders: dict[int, int] = {}
+        for ref in graph.nodes[nid].inputs.values():
+            fw = where[ref.node]
+            if fw.index not in closed:
+                feeders[fw.index] = feeders.get(fw.index, 0) + 1
+        best = workers[max(feeders, key=lambda i: (feeders[i], i)) - 1] if feeders else None
+        if best is None or best.load_ms + ms > fair:
+            fed = [where[c] for _, c, _ in consumers.get(nid, []) if c in where]
+            fed = [w for w in fed if w.why == "heavy" and w.load_ms + ms <= fair]
+            if fed:
+                best = min(fed, key=lambda w: (w.load_ms, w.index))
+        if best is None:
+            if shared is None:
+                shared = new(nid, "light")
+            best = shared
+        put(nid, best)
+
     workers[0].costs[source_id] = cost[source_id]
-    workers[0].load_ms = source_cost
+    workers[0].load_ms = cost[source_id][0]
     _share_threads(graph, workers, cores)
     return workers
 

@@ -241,3 +241,29 @@ def test_default_au_graph_places_by_declared_costs(monkeypatch):
     assert [w.why for w in workers] == ["source", "heavy", "heavy", "heavy"]
     assert all(w.threads == 1 for w in workers)  # two cores, three busy workers and the source
     assert "model" in face_graph().nodes["faces"].cls.params  # the old rule's trigger, irrelevant now
+
+
+def test_cli_places_the_next_run_by_what_this_one_measured(tmp_path, capsys):
+    from facegraph.cli import main
+
+    graph = tmp_path / "g.yaml"
+    graph.write_text(
+        "name: two\n"
+        "nodes:\n"
+        "  src: {type: synthetic, params: {frames_total: 30, width: 32, height: 24}}\n"
+        "  slow: {type: delay, inputs: {value: src.frame}, params: {ms: 2.0}}\n"  # declared 2 ms: heavy
+        "  after: {type: passthrough, inputs: {value: slow.out}}\n"
+    )
+    out = tmp_path / "out"
+    args = ["run", str(graph), "--output", str(out), "--quiet", "--explain"]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "placement by declared costs" in first and "slow 2.00 ms (declared)" in first
+    saved = json.loads((out / "costs.json").read_text())
+    assert set(saved["costs_ms"]) == {"slow", "after"} and saved["costs_ms"]["slow"] < HEAVY_MS  # it sleeps
+    assert main(args) == 0
+    second = capsys.readouterr().out
+    assert f"placement by measured ({out / 'costs.json'}) costs" in second and "(measured)" in second
+    assert main([*args, "--costs", "declared"]) == 0
+    assert "placement by declared costs" in capsys.readouterr().out
+    assert main([*args, "--costs", str(tmp_path / "nope.json")]) == 2

@@ -311,3 +311,32 @@ def test_control_socket_answers():
     sock.close()
     assert "frames_out" in reply and "nodes" in reply
     list(it)
+
+
+def test_small_arrays_travel_inside_the_message():
+    from facegraph._process._shm import SegmentCache
+    from facegraph._process._wire import INLINE, INLINE_MAX, copy_fields, inline_field, pack, small_value, unpack
+
+    boxes = np.arange(8, dtype=">f4").reshape(2, 4)[:, ::2]  # not contiguous, big-endian: both must survive
+    item = unpack(pack(["d", inline_field("boxes", boxes)]))[1]
+    assert item[1] == INLINE and len(item[4]) == boxes.nbytes <= INLINE_MAX
+    got = small_value(item)
+    assert got.dtype == boxes.dtype and np.array_equal(got, boxes) and not got.flags.writeable
+    cache = SegmentCache()
+    try:
+        out = copy_fields([item, inline_field("none", np.zeros((0, 5, 2), np.float32))], cache)
+    finally:
+        cache.close()
+    assert out["boxes"].flags.writeable and np.array_equal(out["boxes"], boxes)  # results are the caller's own
+    assert out["none"].shape == (0, 5, 2)
+
+
+def test_packets_of_small_arrays_need_no_ring():
+    g = Graph("small")
+    src = source(g, frames=10)
+    j = g.add("test.proc.join", id="j", a=src.frame, b=src.frame)  # 'diff' is 18 KB: a ring; the rest inline
+    g.add("test.proc.sometimes", id="s", value=j.out)
+    run = facegraph.run(g, executor="process", placement="separate", outputs=["s.out", "j.out"])
+    assert results_equal(collect(g, "inline", outputs=["s.out", "j.out"]), list(run))
+    copied = run.options.extra.get("ring_copied_bytes", {})
+    assert copied.get("j.out", 0) == 10 * 64 * 48 * 3 * 2  # the diff of each frame, nothing else

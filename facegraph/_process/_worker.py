@@ -45,7 +45,7 @@ from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_nod
 from .._stats import NodeStats
 from ._links import Links
 from ._shm import Ring, SegmentCache
-from ._wire import SHM, pack, shm_able, small_field, small_value
+from ._wire import INLINE_MAX, SHM, inline_field, pack, shm_able, small_field, small_value
 
 log = logging.getLogger("facegraph")
 MAIN = 0
@@ -457,6 +457,9 @@ class Worker:
                     if (made[3], gen, slot) not in slots:
                         slots.append((made[3], gen, slot))
                         claimed.append(id(v))
+                    continue
+                if v.nbytes <= INLINE_MAX:  # small: in the message itself, no slot to hold and give back
+                    meta.append(inline_field(name, v))
                     continue
                 fresh.append((len(meta), v))
                 meta.append([name, SHM, "", 0, v.dtype.str, list(v.shape)])

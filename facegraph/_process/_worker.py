@@ -92,6 +92,7 @@ class Worker:
         self.view_index: dict[int, tuple[np.ndarray, list[Any], tuple[int, int]]] = {}
         self.releases: dict[int, list[int]] = {}  # sender → tokens to give back when we next go idle
         self.notices = bytearray()  # skip / done messages for the supervisor, sent when we next go idle
+        self.outq: dict[int, bytearray] = {}  # peer → messages posted to it, sent when we next go idle
         self.runners: dict[str, NodeRunner] = {}
         self.src: SourceRunner | None = None
         self.nodes: dict[str, Any] = {}
@@ -284,8 +285,7 @@ class Worker:
             self.dispatch(node.id, emissions)
             if self.allocated:
                 self.release_unclaimed(node.id)
-            if self.notices:  # a source port nobody reads: its frames complete here
-                self.flush_releases()
+            self.flush_releases()  # the frame leaves now: the next read may wait for the decoder
             self.maybe_live()
         src.close()
         if not self.stopping:
@@ -410,7 +410,7 @@ class Worker:
                     token, meta = self.encode(node_id, port, item, route)
                     data = pack(["d", self.index, token, route.eid, item.frame_id, item.t_capture, item.source, meta])
                     for d in route.targets:
-                        self.send(d, data)
+                        self.post(d, data)
                     for d in route.dests:
                         self.sent_last[d] = item.frame_id
                 if route.done:  # the supervisor counts the frame done here; it does not take the data
@@ -418,19 +418,28 @@ class Worker:
             elif isinstance(item, EndOfStream):
                 data = pack(["e", route.eid])
                 for d in route.dests:
-                    self.send(d, data)
+                    self.post(d, data)
                     self.eos_sent.setdefault(d, set()).add(route.eid)
                 if route.main:
-                    self.send(MAIN, data)
+                    self.post(MAIN, data)
             else:
                 data = pack(["s", route.eid, item.frame_id, item.t_capture, item.source])
                 for d in route.dests:
-                    self.send(d, data)
+                    self.post(d, data)
                     self.sent_last[d] = item.frame_id
                 if route.main:
                     self.notices += data
             for consumer, in_port in route.local:
                 self.feed(consumer, in_port, item)
+
+    def post(self, dest: int, data: bytes) -> None:
+        """Send when this worker next goes idle: what a frame's nodes emit for one peer leaves in one send,
+        and the peer wakes once for it (order per peer is kept; the source sends at once, see run_source)."""
+        queued = self.outq.get(dest)
+        if queued is None:
+            self.outq[dest] = bytearray(data)
+        else:
+            queued += data
 
     def encode(self, node_id: str, port: str, packet: Packet, route: Route) -> tuple[int, list[Any]]:
         meta: list[Any] = []
@@ -556,6 +565,10 @@ class Worker:
     def flush_releases(self) -> None:
         """Before waiting: the frames' completion notices to the supervisor (all of them in one send, so
         it wakes once for a frame, not once per sink), and the releases of what we are done with."""
+        if self.outq:
+            for dest, queued in self.outq.items():
+                self.send(dest, bytes(queued))
+            self.outq.clear()
         if self.notices:
             self.send(MAIN, bytes(self.notices))
             self.notices.clear()
@@ -584,6 +597,7 @@ class Worker:
     def on_peer_restarted(self, dead: int, address: str) -> None:
         """Worker ``dead`` crashed and runs again at ``address``: forget its holds, report what it was sent."""
         self.links.forget(dead)  # what was queued for the dead one is lost with it
+        self.outq.pop(dead, None)
         self.addresses[dead] = address
         for token, hold in list(self.out_holds.items()):
             if dead in hold[0]:

@@ -256,9 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
     p.add_argument("--placement", default="cost", choices=["cost", "separate"],
                    help="process executor: place nodes by cost (default), or one worker per node")
-    p.add_argument("--costs", default="auto", metavar="auto|declared|FILE",
-                   help="node costs for placement: auto (what the previous run into this output folder measured, "
-                   "kept in its costs.json, else the declared ones), declared, or a costs.json")
+    p.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
+                   help="node costs for placement: declared (default), auto (what the previous run into this output "
+                   "folder measured, kept in its costs.json, else the declared ones), or a costs.json")
     p.add_argument("--explain", action="store_true", help="print the placement and each node's cost at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_run)

@@ -261,7 +261,7 @@ def test_cli_places_the_next_run_by_what_this_one_measured(tmp_path, capsys):
     assert "placement by declared costs" in first and "slow 2.00 ms (declared)" in first
     saved = json.loads((out / "costs.json").read_text())
     assert set(saved["costs_ms"]) == {"slow", "after"} and saved["costs_ms"]["slow"] < HEAVY_MS  # it sleeps
-    assert main(args) == 0
+    assert main([*args, "--costs", "auto"]) == 0
     second = capsys.readouterr().out
     assert f"placement by measured ({out / 'costs.json'}) costs" in second and "(measured)" in second
     assert main([*args, "--costs", "declared"]) == 0

@@ -34,9 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no table on the terminal")
     parser.add_argument("--placement", default="cost", choices=["cost", "separate"],
                         help="process executor: place nodes by cost (default), or one worker per node")
-    parser.add_argument("--costs", default="auto", metavar="auto|declared|FILE",
-                        help="node costs for placement: auto (those the previous bench of this graph measured, "
-                        "kept in the output folder's costs.json, else the declared ones), declared, or a costs.json")
+    parser.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
+                        help="node costs for placement: declared (default), auto (those the previous bench of this graph "
+                        "measured, kept in the output folder's costs.json, else the declared ones), or a costs.json")
     parser.add_argument("--explain", action="store_true", help="print the placement and each node's cost")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="thread budget of each node under inline and in the sequential loop "

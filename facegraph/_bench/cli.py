@@ -35,8 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--placement", default="cost", choices=["cost", "separate"],
                         help="process executor: place nodes by cost (default), or one worker per node")
     parser.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
-                        help="node costs for placement: declared (default), auto (those the previous bench of this graph "
-                        "measured, kept in the output folder's costs.json, else the declared ones), or a costs.json")
+                        help="node costs for placement: declared (default), auto (those the previous bench of this "
+                        "graph measured, kept in the output folder's costs.json, else the declared ones), or a file")
     parser.add_argument("--explain", action="store_true", help="print the placement and each node's cost")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="thread budget of each node under inline and in the sequential loop "

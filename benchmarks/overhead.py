@@ -8,7 +8,8 @@ end-to-end latency from ``t_capture`` (the engine's own per-sink statistic).
 ``max_in_flight`` is 1, so every frame crosses an idle pipeline and the figure is
 pure engine overhead, not queueing. ``p50_us``/``p99_us`` are what the chain
 *adds* to the bare source → sink hop (``e2e_*`` hold the raw figures); every
-pass-through runs in its own process, as by default. ``grouped_results`` gives the
+pass-through runs in its own process (``placement="separate"``: the default placement
+would fuse these light nodes into one worker, which is what ``grouped_results`` shows). ``grouped_results`` gives the
 same chains placed in one ``group:`` (one process, in-process routing).
 ``paced_results`` repeats the 5-node chain with frames 1/30 s apart, as a camera
 delivers them: every worker then sleeps between frames and wakes with cold caches,
@@ -58,14 +59,15 @@ def chain_graph(
 
 
 def latency(n: int, frames: int, group: str | None = None, fps: float | None = None) -> np.ndarray:
-    run = facegraph.run(chain_graph(n, frames, 1920, 1080, group, fps), executor="process", max_in_flight=1)
+    run = facegraph.run(chain_graph(n, frames, 1920, 1080, group, fps), executor="process", max_in_flight=1,
+                        placement="separate")
     run.wait()
     lat = np.frombuffer(run.stats.nodes["sink"].latency_ns, dtype=np.int64)
     return lat[min(20, len(lat) // 5) :] / 1000  # skip the warm-up frames
 
 
 def memory(frames: int, width: int, height: int) -> dict[str, Any]:
-    run = facegraph.run(chain_graph(3, frames, width, height), executor="process")
+    run = facegraph.run(chain_graph(3, frames, width, height), executor="process", placement="separate")
     first = last = 0.0
     warm = min(500, frames // 10)
     for result in run:

@@ -61,6 +61,7 @@ class PassThrough(Node):
 
     value = Input(ANY)
     out = Output(ANY)
+    cost = 0.01
 
     def process(self, value: Any) -> dict[str, Any]:
         return {"out": value.fields}
@@ -75,6 +76,11 @@ class Delay(Node):
     ms = Param(float, 1.0, ge=0, doc="milliseconds per packet")
     busy = Param(bool, False, doc="spin the CPU instead of sleeping")
     fail_at = Param(int, -1, doc="raise at this frame_id (for testing failure handling); -1 never")
+
+    @classmethod
+    def estimate_cost(cls, values: dict[str, Any]) -> float:
+        """Its ``ms``: sleeping holds its worker as long as spinning does."""
+        return float(values["ms"])
 
     def process(self, value: Any) -> dict[str, Any]:
         if value.frame_id == self.fail_at:

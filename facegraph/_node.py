@@ -132,8 +132,13 @@ class Node:
     inputs: ClassVar[dict[str, Input]] = {}
     outputs: ClassVar[dict[str, Output]] = {}
     params: ClassVar[dict[str, Param]] = {}
-    #: heavy nodes get a thread budget; light ones run fine on one thread
+    #: threads the node can put to use (its libraries' pools); the process executor gives a worker at most
+    #: the most its nodes declare, and its share of the cores
     threads: ClassVar[int] = 1
+    #: placement hint: milliseconds of one core per frame on a typical input (640×480, one face) when not
+    #: given: 0.2 for a one-thread node, 2.0 for a node that declares threads. ``HEAVY_MS`` (1 ms) or more
+    #: gets a worker of its own under the process executor; less is fused with what feeds it.
+    cost: ClassVar[float | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -194,6 +199,14 @@ class Node:
         """Problems that stop this node from running here (a missing model file, say), found
         without opening it, so ``facegraph validate`` can report them."""
         return []
+
+    @classmethod
+    def estimate_cost(cls, values: dict[str, Any]) -> float:
+        """Milliseconds of one core per frame with these (checked) parameters, for placement; override where
+        the cost depends on them or on the machine (0: the node has nothing to do here)."""
+        if cls.cost is not None:
+            return float(cls.cost)
+        return 2.0 if cls.threads > 1 else 0.2
 
     @classmethod
     def is_source(cls) -> bool:

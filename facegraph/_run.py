@@ -46,11 +46,16 @@ class RunOptions:
 
     context: RunContext = field(default_factory=RunContext)
     max_frames: int | None = None
-    outputs: list[OutputRef] | None = None
+    outputs: list[OutputRef] | None = None  # None: the leaf outputs; []: none (results carry no packets)
     max_in_flight: int = 4
     validate: bool = True
     on_start: Callable[[int | None], None] | None = None  # called with the source's frame count
     extra: dict[str, Any] = field(default_factory=dict)
+    #: process executor: "cost" places nodes by cost (heavy alone, light fused with what feeds them),
+    #: "separate" runs every node in its own worker; ``group:`` wins either way
+    placement: str = "cost"
+    #: measured costs (node id → ms of a core per frame) that replace the nodes' declared ones in placement
+    costs: dict[str, float] | None = None
 
 
 EXECUTORS: dict[str, str] = {
@@ -184,7 +189,7 @@ def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterat
     order = graph.order()
     source_id = graph.source().id
     consumers = graph.consumers()
-    wanted = set(options.outputs or graph.leaf_outputs())
+    wanted = set(graph.leaf_outputs() if options.outputs is None else options.outputs)
     nodes = {nid: graph.nodes[nid].build(options.context) for nid in order}
     src = SourceRunner(nodes[source_id])
     runners = {
@@ -193,12 +198,14 @@ def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterat
         if nid != source_id
     }
     opened: list[str] = []
+    cpu0: float | None = None
     try:
         for nid in order:
             open_node(nodes[nid])
             opened.append(nid)
         if options.on_start:
             options.on_start(nodes[source_id].total_frames())
+        cpu0 = time.process_time()
         count = 0
         stopping = False
         while not stopping and (options.max_frames is None or count < options.max_frames):
@@ -224,6 +231,8 @@ def execute_inline(graph: Graph, options: RunOptions, stats: RunStats) -> Iterat
         # close() always runs for every node that opened, sinks included, so partial outputs are finished
         for nid in reversed(opened):
             _quiet_close(src.close if nid == source_id else runners[nid].close)
+        if cpu0 is not None:
+            stats.cpu_s = time.process_time() - cpu0
         stats.nodes = {nid: src.stats if nid == source_id else runners[nid].stats for nid in order}
 
 

@@ -96,6 +96,7 @@ class NodeRunner:
 
     def _run(self, kwargs: dict[str, Any], frame_id: int, t_capture: int, source: str) -> list[Emission]:
         start = time.monotonic_ns()
+        cpu0 = time.process_time_ns()
         waited = start - self._idle_since
         try:
             produced = self.node.process(**kwargs)
@@ -109,9 +110,12 @@ class NodeRunner:
                 frame_id=frame_id,
                 traceback=traceback.format_exc(),
             ) from exc
+        stats = self.stats
+        stats.cpu_ns += time.process_time_ns() - cpu0
+        stats.calls += 1
         end = time.monotonic_ns()
         self._idle_since = end
-        self.stats.record(start, end, waited, frame_id)
+        stats.record(start, end, waited, frame_id)
         if not self.cls.outputs:
             self.stats.record_latency(end - t_capture)
         return self._emit(produced, frame_id, t_capture, source)

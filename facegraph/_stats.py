@@ -27,8 +27,11 @@ class NodeStats:
     spans: array = field(default_factory=lambda: array("q"))
     worker: str = ""
     pid: int = 0
-    cpu_s: float = 0.0
+    cpu_s: float = 0.0  # the CPU of the node's whole process (a worker's figure, on each of its nodes)
     peak_rss_mb: float = 0.0
+    #: CPU of this process (all its threads) inside the node's process() calls: what placement calls its cost
+    cpu_ns: int = 0
+    calls: int = 0
 
     def record(self, start: int, end: int, waited: int, frame_id: int) -> None:
         if len(self.spans) < 4 * MAX_SPANS:
@@ -69,6 +72,8 @@ class NodeStats:
             "pid": self.pid,
             "cpu_s": self.cpu_s,
             "peak_rss_mb": self.peak_rss_mb,
+            "cpu_ns": self.cpu_ns,
+            "calls": self.calls,
         }
 
     @classmethod
@@ -80,6 +85,11 @@ class NodeStats:
             arrays[key] = arr
         plain = {k: v for k, v in data.items() if k not in arrays}
         return cls(**plain, **arrays)
+
+    @property
+    def cpu_ms_per_call(self) -> float:
+        """Mean CPU milliseconds per process() call (0 when it was never called)."""
+        return self.cpu_ns / self.calls / 1e6 if self.calls else 0.0
 
     def summary(self) -> dict[str, Any]:
         """Means and percentiles in milliseconds."""
@@ -120,6 +130,11 @@ class RunStats:
     dropped: int = 0
     wall_s: float = 0.0
     nodes: dict[str, NodeStats] = field(default_factory=dict)
+    #: CPU seconds of every process of the run while frames flowed (workers from their start signal to their
+    #: end, the supervisor or inline loop likewise); model loading and imports are left out
+    cpu_s: float = 0.0
+    #: where the nodes ran: one dict per worker (name, nodes, threads, load_ms, why), in start order
+    placement: list[dict[str, Any]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         lat = array("q")

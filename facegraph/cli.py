@@ -107,7 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     out_dir = output_dir_for(graph, args.output)
     context = RunContext(output_dir=out_dir, graph_name=graph.name, quiet=args.quiet)
     bar = _Progress(enabled=not args.quiet)
-    options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start)
+    from ._bench.cli import pick_costs
+
+    costs, costs_from = pick_costs(args.costs, graph, out_dir)
+    options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start, outputs=[],
+                         placement=args.placement, costs=costs)
     if args.max_in_flight:
         options.max_in_flight = args.max_in_flight
     run = Run(graph, args.executor or "process", options)
@@ -131,6 +135,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.stats:
             Path(args.stats).write_text(json.dumps(run.stats.summary(), indent=2))
     summary = run.stats.summary()
+    if run.stats.placement:
+        from ._costs import FILE_NAME, save_costs
+
+        save_costs(out_dir / FILE_NAME, graph, run.stats)  # what the next run into this folder places by
+        if args.explain:
+            from ._process._plan import format_placement
+
+            print(f"placement by {costs_from} costs:\n{format_placement(run.stats.placement, run.stats.frames_out)}")
     if not args.quiet:
         dropped = f", {summary['dropped']} dropped" if summary["dropped"] else ""
         frames = summary["frames_out"]
@@ -312,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "2+ cores, inline when it has one); ray: one Ray task per video (with --batch)")
     p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
+    p.add_argument("--placement", default="cost", choices=["cost", "separate"],
+                   help="process executor: place nodes by cost (default), or one worker per node")
+    p.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
+                   help="node costs for placement: declared (default), auto (what the previous run into this output "
+                   "folder measured, kept in its costs.json, else the declared ones), or a costs.json")
+    p.add_argument("--explain", action="store_true", help="print the placement and each node's cost at the end")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     b = p.add_argument_group("many videos")
     b.add_argument("--batch", nargs="?", const="", metavar="FOLDER|LIST",

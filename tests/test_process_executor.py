@@ -121,11 +121,13 @@ def alloc_graph(group: str | None = None) -> Graph:
     return g
 
 
+@pytest.mark.parametrize("placement", ["cost", "separate"])
 @pytest.mark.parametrize("group", [None, "g"], ids=["own_process", "grouped"])
-def test_allocated_outputs_travel_without_copy_and_come_back(group):
+def test_allocated_outputs_travel_without_copy_and_come_back(group, placement):
     graph = alloc_graph(group)
     inline = collect(graph, "inline", outputs=["a.out", "p.out", "q.out", "j.out"])
-    run = facegraph.run(graph, executor="process", max_in_flight=3, outputs=["a.out", "p.out", "q.out", "j.out"])
+    run = facegraph.run(graph, executor="process", max_in_flight=3, outputs=["a.out", "p.out", "q.out", "j.out"],
+                        placement=placement)
     process = list(run)
     assert len(process) == 16 and results_equal(inline, process)
     busy = run.options.extra["ring_busy"]
@@ -179,15 +181,16 @@ def sometimes() -> Graph:
     return g
 
 
+@pytest.mark.parametrize("placement", ["cost", "separate"])  # light nodes fused, or every node in its own process
 @pytest.mark.parametrize(
     "make",
     [chain, fan_out, join, sometimes, lambda: join(group="g")],
     ids=["chain", "fan_out", "join", "emits_nothing", "group"],
 )
-def test_same_results_as_inline(make):
+def test_same_results_as_inline(make, placement):
     graph = make()
     inline = collect(graph, "inline")
-    run = facegraph.run(graph, executor="process")
+    run = facegraph.run(graph, executor="process", placement=placement)
     process = list(run)
     assert len(process) == len(inline) == 12
     assert results_equal(inline, process)
@@ -269,6 +272,7 @@ def test_slots_come_back_only_when_every_reader_is_done():
     g.add("test.proc.join", id="j", a=slow.out, b=fast.out)
     g.add("test.proc.join", id="k", a=src.frame, b=h.out)
     assert results_equal(collect(g, "inline"), collect(g, "process", max_in_flight=6))
+    assert results_equal(collect(g, "inline"), collect(g, "process", max_in_flight=6, placement="separate"))
 
 
 def test_caller_stops_early():
@@ -307,3 +311,32 @@ def test_control_socket_answers():
     sock.close()
     assert "frames_out" in reply and "nodes" in reply
     list(it)
+
+
+def test_small_arrays_travel_inside_the_message():
+    from facegraph._process._shm import SegmentCache
+    from facegraph._process._wire import INLINE, INLINE_MAX, copy_fields, inline_field, pack, small_value, unpack
+
+    boxes = np.arange(8, dtype=">f4").reshape(2, 4)[:, ::2]  # not contiguous, big-endian: both must survive
+    item = unpack(pack(["d", inline_field("boxes", boxes)]))[1]
+    assert item[1] == INLINE and len(item[4]) == boxes.nbytes <= INLINE_MAX
+    got = small_value(item)
+    assert got.dtype == boxes.dtype and np.array_equal(got, boxes) and not got.flags.writeable
+    cache = SegmentCache()
+    try:
+        out = copy_fields([item, inline_field("none", np.zeros((0, 5, 2), np.float32))], cache)
+    finally:
+        cache.close()
+    assert out["boxes"].flags.writeable and np.array_equal(out["boxes"], boxes)  # results are the caller's own
+    assert out["none"].shape == (0, 5, 2)
+
+
+def test_packets_of_small_arrays_need_no_ring():
+    g = Graph("small")
+    src = source(g, frames=10)
+    j = g.add("test.proc.join", id="j", a=src.frame, b=src.frame)  # 'diff' is 18 KB: a ring; the rest inline
+    g.add("test.proc.sometimes", id="s", value=j.out)
+    run = facegraph.run(g, executor="process", placement="separate", outputs=["s.out", "j.out"])
+    assert results_equal(collect(g, "inline", outputs=["s.out", "j.out"]), list(run))
+    copied = run.options.extra.get("ring_copied_bytes", {})
+    assert copied.get("j.out", 0) == 10 * 64 * 48 * 3 * 2  # the diff of each frame, nothing else

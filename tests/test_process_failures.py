@@ -116,7 +116,7 @@ def test_interrupting_facegraph_run(tmp_path: Path, sig: int):
             time.sleep(0.2)
             workers = [c for c in parent.children(recursive=True) if "resource_tracker" not in " ".join(c.cmdline())]
             ours = {Path(m.path).name for w in workers for m in w.memory_maps() if m.path.startswith("/dev/shm/fg")}
-        assert len(workers) >= 3 and ours, "frames flow through rings"
+        assert len(workers) >= 2 and ours, "frames flow through rings"  # the source, slow + last fused
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=30)
     finally:

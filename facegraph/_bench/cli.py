@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .._errors import FacegraphError
 
@@ -31,9 +32,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="folder for the sinks' files (default ./facegraph-out/<graph name>-bench/)")
     parser.add_argument("--max-in-flight", type=int, help="frames inside the graph at once")
     parser.add_argument("--quiet", action="store_true", help="no table on the terminal")
+    parser.add_argument("--placement", default="cost", choices=["cost", "separate"],
+                        help="process executor: place nodes by cost (default), or one worker per node")
+    parser.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
+                        help="node costs for placement: declared (default), auto (those the previous bench of this "
+                        "graph measured, kept in the output folder's costs.json, else the declared ones), or a file")
+    parser.add_argument("--explain", action="store_true", help="print the placement and each node's cost")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="thread budget of each node under inline and in the sequential loop "
                         "(default: every usable core; 1 is a loop that leaves libraries single-threaded)")
+
+
+def pick_costs(asked: str, graph: Any, out_dir: Path) -> tuple[dict[str, float] | None, str]:
+    """(measured costs or None, where they came from) for ``--costs``."""
+    from .._costs import FILE_NAME, load_costs
+
+    if asked == "declared":
+        return None, "declared"
+    path = out_dir / FILE_NAME if asked == "auto" else Path(asked)
+    if asked != "auto" and not path.is_file():
+        raise BenchUsageError(f"--costs {asked}: no such file")
+    costs = load_costs(path, graph)
+    if costs is None:
+        if asked != "auto":
+            raise BenchUsageError(f"--costs {asked}: not the costs of this graph (other nodes or parameters)")
+        return None, "declared"
+    return costs, f"measured ({path})"
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
             f"executor '{(missing or ['any'])[0]}' is not available here; available: {', '.join(available_executors())}"
         )
     out_dir = output_dir_for(graph, args.output or str(Path("facegraph-out") / f"{graph.name}-bench"))
+    costs, costs_from = pick_costs(args.costs, graph, out_dir)
     options = BenchOptions(
         frames=args.frames,
         warmup=args.warmup,
@@ -66,13 +91,20 @@ def main(args: argparse.Namespace) -> int:
         output_dir=out_dir,
         max_in_flight=args.max_in_flight,
         threads=args.threads,
+        placement=args.placement,
+        costs=costs,
+        costs_from=costs_from,
     )
     report = bench(graph, options)
     if not args.quiet:
-        print_report(report)
+        print_report(report, explain=args.explain)
     if args.json:
         write_json(args.json, to_json_ready(report))
     main_run = next((r for r in report["_runs"] if r.executor == report["executor"]), report["_runs"][0])
+    if main_run.executor == "process" and main_run.stats.placement:
+        from .._costs import FILE_NAME, save_costs
+
+        save_costs(out_dir / FILE_NAME, graph, main_run.stats)  # what the next bench of this graph places by
     if args.trace:
         from .trace import write_trace
 

@@ -30,6 +30,9 @@ class BenchOptions:
     output_dir: Path = field(default_factory=lambda: Path("facegraph-out") / "bench")
     max_in_flight: int | None = None
     threads: int | None = None  # thread budget of the inline executor's nodes; None: every usable core
+    placement: str = "cost"  # process executor: "cost" or "separate" (one worker per node)
+    costs: dict[str, float] | None = None  # measured costs for placement (None: the nodes' declared ones)
+    costs_from: str = "declared"  # where ``costs`` came from, for the report
 
 
 @dataclass
@@ -86,7 +89,9 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
 
     threads = options.threads or usable_cores() or 1  # the process executor sets each worker's own budget
     context = RunContext(output_dir=output_dir, graph_name=graph.name, threads=threads, extra=dict(extra))
-    run_options = RunOptions(context=context, max_frames=options.frames, extra=dict(extra))
+    # no data handed back (outputs=[]): like ``facegraph run``, the bench takes only each frame's completion
+    run_options = RunOptions(context=context, max_frames=options.frames, extra=dict(extra), outputs=[],
+                             placement=options.placement, costs=options.costs)
     if options.max_in_flight:
         run_options.max_in_flight = options.max_in_flight
     run = Run(graph.copy(), executor, run_options)
@@ -100,6 +105,10 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
     summary = summarise(
         run.stats, deliveries, t_start_ns=t_start, warmup=options.warmup, sinks=sink_ids(graph), main=main
     )
+    summary["cpu_ms_per_frame"] = round(1000.0 * run.stats.cpu_s / len(deliveries), 3) if deliveries else 0.0
+    if run.stats.placement:
+        summary["placement"] = run.stats.placement
+        summary["costs_from"] = options.costs_from
     if options.realtime:
         summary["realtime_fps"] = float(options.realtime)
         offered = summary["frames"] - summary["warmup"] + summary["dropped"]
@@ -129,6 +138,7 @@ def bench(graph: Graph, options: BenchOptions) -> dict[str, Any]:
         out.mkdir(parents=True, exist_ok=True)
         seq = run_sequential(graph, replace(options, output_dir=out))
         report["sequential_fps"] = seq["fps"]
+        report["sequential_cpu_ms_per_frame"] = seq["cpu_ms_per_frame"]
         report["sequential"] = seq
         report["speedup"] = round(report["fps"] / seq["fps"], 3) if seq["fps"] else 0.0
         for r in runs:

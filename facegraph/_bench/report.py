@@ -29,6 +29,30 @@ def headline(summary: dict[str, Any]) -> str:
     )
     if summary.get("realtime_fps"):
         line += f" ({summary.get('dropped_pct', 0):.2f} % at {summary['realtime_fps']:g} FPS offered)"
+    if "cpu_ms_per_frame" in summary:
+        line += f"; CPU {summary['cpu_ms_per_frame']:.2f} ms per frame (all processes)"
+    return line
+
+
+def placement_text(summary: dict[str, Any], explain: bool) -> str:
+    """The workers the process executor used: one line each, with the nodes' costs when ``explain``."""
+    from .._process._plan import format_placement
+
+    workers = summary.get("placement") or []
+    if not workers:
+        return ""
+    head = f"placement by {summary.get('costs_from', 'declared')} costs:"
+    if explain:
+        return head + "\n" + format_placement(workers, int(summary.get("frames", 0)))
+    return head + " " + "  ".join(f"[{' '.join(w['nodes'])}]×{w['threads']}" for w in workers if w["nodes"])
+
+
+def sequential_line(report: dict[str, Any]) -> str:
+    line = (f"sequential loop: {report['sequential_fps']:.1f} FPS; "
+            f"engine ({report.get('executor')}) speed-up {report.get('speedup', 0):.2f}×")
+    if "sequential_cpu_ms_per_frame" in report:
+        line += (f"; CPU {report['sequential_cpu_ms_per_frame']:.2f} ms per frame "
+                 f"(engine {report.get('cpu_ms_per_frame', 0):.2f})")
     return line
 
 
@@ -56,7 +80,7 @@ def plain_table(rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: dict[str, Any], explain: bool = False) -> str:
     """The whole report as plain text: machine, per-run headline and node table, sequential, speed-up."""
     machine = report.get("machine", {})
     gpu = ", ".join(g["name"] for g in machine.get("gpus", [])) or "no GPU"
@@ -70,19 +94,20 @@ def format_report(report: dict[str, Any]) -> str:
     ]
     for summary in report.get("runs") or [report]:
         out += ["", headline(summary), plain_table(node_rows(summary))]
+        if placed := placement_text(summary, explain):
+            out.append(placed)
     if "sequential_fps" in report:
-        out += ["", f"sequential loop: {report['sequential_fps']:.1f} FPS; "
-                    f"engine ({report.get('executor')}) speed-up {report.get('speedup', 0):.2f}×"]
+        out += ["", sequential_line(report)]
     return "\n".join(out)
 
 
-def print_report(report: dict[str, Any]) -> None:
+def print_report(report: dict[str, Any], explain: bool = False) -> None:
     """Rich tables when rich is installed, plain text otherwise."""
     try:
         from rich.console import Console
         from rich.table import Table
     except ImportError:
-        print(format_report(report))
+        print(format_report(report, explain))
         return
     console = Console()
     console.print(format_report({k: v for k, v in report.items() if k not in ("runs",)}).split("\n")[0])
@@ -93,9 +118,10 @@ def print_report(report: dict[str, Any]) -> None:
         for row in node_rows(summary):
             table.add_row(*row)
         console.print(table)
+        if placed := placement_text(summary, explain):
+            console.print(placed, markup=False, highlight=False)
     if "sequential_fps" in report:
-        console.print(f"sequential loop: {report['sequential_fps']:.1f} FPS; "
-                      f"engine ({report.get('executor')}) speed-up {report.get('speedup', 0):.2f}×")
+        console.print(sequential_line(report), markup=False, highlight=False)
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> Path:

@@ -31,7 +31,7 @@ from .._ports import Packet
 from .._run import Result, RunOptions
 from .._stats import NodeStats, RunStats
 from ._links import POLLIN, Links
-from ._plan import THREAD_ENV, WorkerPlan, edge_keys, plan
+from ._plan import BLAS_ENV, POOL_ENV, WorkerPlan, edge_keys, plan
 from ._shm import SegmentCache, leftover_segments, unlink_segment
 from ._wire import copy_fields, pack
 from ._worker import MAIN, worker_main
@@ -77,9 +77,11 @@ class Supervisor:
         self.run_id = secrets.token_hex(4)
         RUN_IDS.append(self.run_id)
         options.extra["run_id"] = self.run_id
-        self.wanted = list(options.outputs or graph.leaf_outputs())
+        # outputs=[]: the caller wants no data back (the CLI, the bench), only each frame's completion
+        self.wanted = list(graph.leaf_outputs() if options.outputs is None else options.outputs)
         self.wanted_keys = {str(r) for r in self.wanted}
-        self.workers, self.collected = plan(graph, self.wanted, options.extra.get("cores"))
+        self.workers, self.collected = plan(graph, self.wanted, placement=options.placement, costs=options.costs,
+                                            cores=options.extra.get("cores"))
         self.edges = edge_keys(graph)  # data, skip and end messages name their edge by its index here
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.byes: dict[int, list[Any]] = {}
@@ -113,6 +115,9 @@ class Supervisor:
         self.lost: set[int] = set()  # frames lost in restarts: never yielded
         self.lost_by_worker: dict[int, int] = {}
         self.kill_list: set[int] = set()  # workers that raised and are to be restarted
+        self.cpu_at_go: float | None = None
+        self._poller: Any = None
+        self._poll_key: Any = None
 
     # ---- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -132,6 +137,7 @@ class Supervisor:
             self.raise_failure()
         self.options.extra["workers"] = {w.name: self.procs[w.index].pid for w in self.workers}
 
+        self.cpu_at_go = _own_cpu()
         for w in self.workers:
             self.send(w.index, pack(["g"]))
 
@@ -170,15 +176,18 @@ class Supervisor:
 
     def poll(self, timeout_ms: int | None) -> list[list[Any]]:
         """Wait for messages, a worker's death or a control request; handle what does not concern the caller."""
-        poller = zmq.Poller()
         link_fds = self.links.fds()
-        for fd, ev in link_fds:
-            poller.register(fd, zmq.POLLIN if ev == POLLIN else zmq.POLLOUT)
-        poller.register(self.control, zmq.POLLIN)
         running = {p.sentinel: i for i, p in self.procs.items() if i not in self.byes and p.exitcode is None}
-        for fd in running:
-            poller.register(fd, zmq.POLLIN)
-        events = dict(poller.poll(timeout_ms))
+        key = (tuple(link_fds), tuple(running))
+        if key != self._poll_key:  # the same sockets and processes as last time, as a rule: keep the poller
+            poller = zmq.Poller()
+            for fd, ev in link_fds:
+                poller.register(fd, zmq.POLLIN if ev == POLLIN else zmq.POLLOUT)
+            poller.register(self.control, zmq.POLLIN)
+            for fd in running:
+                poller.register(fd, zmq.POLLIN)
+            self._poller, self._poll_key = poller, key
+        events = dict(self._poller.poll(timeout_ms))
         self.links.on_events([(fd, ev) for fd, ev in link_fds if fd in events])
         out = self.drain()
         if self.control in events:
@@ -411,6 +420,11 @@ class Supervisor:
                 shutil.rmtree(self.dir, ignore_errors=True)
 
     def fill_stats(self) -> None:
+        own = _own_cpu() - self.cpu_at_go if self.cpu_at_go is not None else 0.0
+        self.stats.cpu_s += own
+        self.stats.placement = [w.describe() for w in self.workers]
+        self.stats.placement.append({"worker": "supervisor", "nodes": [], "why": "supervisor", "threads": 1,
+                                     "load_ms": 0.0, "costs": {}, "cpu_s": round(own, 3)})
         nodes: dict[str, NodeStats] = {}
         for w in self.workers:
             proc = self.procs.get(w.index)
@@ -418,7 +432,9 @@ class Supervisor:
             got = {}
             cpu = rss = 0.0
             if bye is not None:
-                _, _, dicts, cpu, rss, admitted, busy, copied, _ = bye
+                _, _, dicts, cpu, rss, admitted, busy, copied, run_cpu, _ = bye
+                self.stats.cpu_s += run_cpu
+                self.stats.placement[w.index - 1]["cpu_s"] = round(run_cpu, 3)
                 self.options.extra.setdefault("ring_busy", {}).update(busy)
                 self.options.extra.setdefault("ring_copied_bytes", {}).update(copied)
                 got = {nid: NodeStats.from_dict(d) for nid, d in dicts.items()}
@@ -438,6 +454,12 @@ class Supervisor:
         self.stats.nodes = {nid: nodes[nid] for nid in self.graph.order() if nid in nodes}
 
 
+def _own_cpu() -> float:
+    """CPU seconds of this (the supervisor's) process so far, all its threads."""
+    t = os.times()
+    return t.user + t.system
+
+
 def _private_dir() -> str:
     """The run's directory of sockets: private (mkdtemp makes it 0700), and short, since a Unix socket
     path may not exceed 104 bytes on macOS (108 on Linux), where $TMPDIR can be long."""
@@ -451,9 +473,11 @@ def _private_dir() -> str:
 def _thread_env(threads: int) -> Iterator[None]:
     """Thread-pool sizes a spawned worker sees from its first import on (numpy's BLAS reads them at load)."""
     with _env_lock:
-        old = {k: os.environ.get(k) for k in THREAD_ENV}
-        for k in THREAD_ENV:
+        old = {k: os.environ.get(k) for k in POOL_ENV + BLAS_ENV}
+        for k in POOL_ENV:
             os.environ[k] = str(threads)
+        for k in BLAS_ENV:
+            os.environ[k] = "1"  # tiny products only; an idle OpenBLAS thread spins (see _plan)
         try:
             yield
         finally:

@@ -45,7 +45,7 @@ from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_nod
 from .._stats import NodeStats
 from ._links import Links
 from ._shm import Ring, SegmentCache
-from ._wire import SHM, pack, shm_able, small_field, small_value
+from ._wire import INLINE_MAX, SHM, inline_field, pack, shm_able, small_field, small_value
 
 log = logging.getLogger("facegraph")
 MAIN = 0
@@ -91,6 +91,8 @@ class Worker:
         # id(view) → (view, its field as it came in [name, SHM, segment, offset, dtype, shape], hold)
         self.view_index: dict[int, tuple[np.ndarray, list[Any], tuple[int, int]]] = {}
         self.releases: dict[int, list[int]] = {}  # sender → tokens to give back when we next go idle
+        self.notices = bytearray()  # skip / done messages for the supervisor, sent when we next go idle
+        self.outq: dict[int, bytearray] = {}  # peer → messages posted to it, sent when we next go idle
         self.runners: dict[str, NodeRunner] = {}
         self.src: SourceRunner | None = None
         self.nodes: dict[str, Any] = {}
@@ -99,6 +101,7 @@ class Worker:
         self.credits = 0
         self.admitted = 0
         self.bye_sent = False
+        self.cpu_at_go: float | None = None  # this process's CPU seconds when frames started to flow
         self.last_live = time.monotonic()
         # routing: messages name an edge ("node.port") by its index in cfg["edges"]
         self.edges: list[str] = cfg["edges"]
@@ -170,6 +173,7 @@ class Worker:
                 if msg is None:
                     break
                 if msg[0] == "g":
+                    self.cpu_at_go = usage()[0]
                     break
                 self.handle(msg)
             if self.src is not None and not self.stopping:
@@ -219,7 +223,10 @@ class Worker:
         self.view_index.clear()
         try:
             self.flush_releases()
-            bye = ["bye", self.index, self.stats_dicts(), *usage(), self.admitted, busy, self.copied, self.incarnation]
+            cpu, rss = usage()
+            run_cpu = cpu - (cpu if self.cpu_at_go is None else self.cpu_at_go)  # what the frames cost, not the start
+            bye = ["bye", self.index, self.stats_dicts(), cpu, rss, self.admitted, busy, self.copied, run_cpu,
+                   self.incarnation]
             self.send(MAIN, pack(bye))
         finally:
             self.links.flush_all(2.0)  # what is still in an outbox (the bye, above all) goes out first
@@ -278,6 +285,7 @@ class Worker:
             self.dispatch(node.id, emissions)
             if self.allocated:
                 self.release_unclaimed(node.id)
+            self.flush_releases()  # the frame leaves now: the next read may wait for the decoder
             self.maybe_live()
         src.close()
         if not self.stopping:
@@ -387,7 +395,7 @@ class Worker:
                 if runner.closed:
                     self.send(MAIN, pack(["e", self.sinks[consumer]]))
             elif item.frame_id not in runner.pending:
-                self.send(MAIN, pack(["s", self.sinks[consumer], item.frame_id, item.t_capture, item.source]))
+                self.notices += pack(["s", self.sinks[consumer], item.frame_id, item.t_capture, item.source])
         if produced:
             self.dispatch(consumer, produced)
         if self.allocated:
@@ -402,27 +410,36 @@ class Worker:
                     token, meta = self.encode(node_id, port, item, route)
                     data = pack(["d", self.index, token, route.eid, item.frame_id, item.t_capture, item.source, meta])
                     for d in route.targets:
-                        self.send(d, data)
+                        self.post(d, data)
                     for d in route.dests:
                         self.sent_last[d] = item.frame_id
                 if route.done:  # the supervisor counts the frame done here; it does not take the data
-                    self.send(MAIN, pack(["s", route.eid, item.frame_id, item.t_capture, item.source]))
+                    self.notices += pack(["s", route.eid, item.frame_id, item.t_capture, item.source])
             elif isinstance(item, EndOfStream):
                 data = pack(["e", route.eid])
                 for d in route.dests:
-                    self.send(d, data)
+                    self.post(d, data)
                     self.eos_sent.setdefault(d, set()).add(route.eid)
                 if route.main:
-                    self.send(MAIN, data)
+                    self.post(MAIN, data)
             else:
                 data = pack(["s", route.eid, item.frame_id, item.t_capture, item.source])
                 for d in route.dests:
-                    self.send(d, data)
+                    self.post(d, data)
                     self.sent_last[d] = item.frame_id
                 if route.main:
-                    self.send(MAIN, data)
+                    self.notices += data
             for consumer, in_port in route.local:
                 self.feed(consumer, in_port, item)
+
+    def post(self, dest: int, data: bytes) -> None:
+        """Send when this worker next goes idle: what a frame's nodes emit for one peer leaves in one send,
+        and the peer wakes once for it (order per peer is kept; the source sends at once, see run_source)."""
+        queued = self.outq.get(dest)
+        if queued is None:
+            self.outq[dest] = bytearray(data)
+        else:
+            queued += data
 
     def encode(self, node_id: str, port: str, packet: Packet, route: Route) -> tuple[int, list[Any]]:
         meta: list[Any] = []
@@ -449,6 +466,9 @@ class Worker:
                     if (made[3], gen, slot) not in slots:
                         slots.append((made[3], gen, slot))
                         claimed.append(id(v))
+                    continue
+                if v.nbytes <= INLINE_MAX:  # small: in the message itself, no slot to hold and give back
+                    meta.append(inline_field(name, v))
                     continue
                 fresh.append((len(meta), v))
                 meta.append([name, SHM, "", 0, v.dtype.str, list(v.shape)])
@@ -543,6 +563,15 @@ class Worker:
         self.releases.setdefault(key[0], []).append(key[1])
 
     def flush_releases(self) -> None:
+        """Before waiting: the frames' completion notices to the supervisor (all of them in one send, so
+        it wakes once for a frame, not once per sink), and the releases of what we are done with."""
+        if self.outq:
+            for dest, queued in self.outq.items():
+                self.send(dest, bytes(queued))
+            self.outq.clear()
+        if self.notices:
+            self.send(MAIN, bytes(self.notices))
+            self.notices.clear()
         if self.releases:
             for sender, tokens in self.releases.items():
                 self.send(sender, pack(["r", self.index, *tokens]))
@@ -568,6 +597,7 @@ class Worker:
     def on_peer_restarted(self, dead: int, address: str) -> None:
         """Worker ``dead`` crashed and runs again at ``address``: forget its holds, report what it was sent."""
         self.links.forget(dead)  # what was queued for the dead one is lost with it
+        self.outq.pop(dead, None)
         self.addresses[dead] = address
         for token, hold in list(self.out_holds.items()):
             if dead in hold[0]:

@@ -50,9 +50,10 @@ def draw_box(img: np.ndarray, box: Sequence[float], color: tuple[int, int, int],
 def draw_points(img: np.ndarray, points: np.ndarray, color: tuple[int, int, int], radius: int = 1) -> None:
     import cv2
 
-    for x, y in np.asarray(points)[:, :2]:
-        if np.isfinite(x) and np.isfinite(y):
-            cv2.circle(img, (_px(x), _px(y)), radius, color, -1, cv2.LINE_AA)
+    xy = np.asarray(points)[:, :2].astype(np.float64)
+    xy = xy[np.isfinite(xy).all(axis=1)]
+    for x, y in np.floor(xy + 0.5).astype(np.int64).tolist():  # _px of every point at once
+        cv2.circle(img, (x, y), radius, color, -1, cv2.LINE_AA)
 
 
 def axes_endpoints(rotation: np.ndarray, origin: Sequence[float], length: float) -> np.ndarray:

@@ -43,6 +43,8 @@ class Overlay(Node):
     top_k = Param(int, 3, ge=1, le=20, doc="probability bars per face")
     au_min = Param(float, 0.0, ge=0, le=5, doc="hide AUs below this intensity")
 
+    cost = 0.8  # copy of the frame, 68 points, axes, an AU panel at 640×480 (one core)
+
     def open(self) -> None:
         import cv2
 

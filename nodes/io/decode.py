@@ -105,6 +105,7 @@ class Decode(Source):
 
     source_param = "source"
     threads = 2
+    cost = 1.0  # decoding 640×480 MPEG-4 / H.264 and the BGR conversion, in its thread (one core)
 
     frame = Output(FRAME, doc="image uint8 HxWx3, timestamp (media seconds), fps")
     source = Param((int, str), 0, doc="file, folder, glob, rtsp/http/udp URL, camera index, or 'sample'")

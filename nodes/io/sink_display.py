@@ -33,6 +33,11 @@ class DisplaySink(Node):
     color = Param(str, "bgr", choices=("bgr", "rgb"), doc="channel order of the incoming images")
     max_side = Param(int, 0, ge=0, doc="shrink big frames to this long side on screen (0 = as is)")
 
+    @classmethod
+    def estimate_cost(cls, values: dict[str, Any]) -> float:
+        """Nothing without a screen (frames are ignored); about 0.5 ms per shown frame."""
+        return 0.5 if display_available() else 0.0
+
     def open(self) -> None:
         self.enabled = display_available()
         self.shown = False

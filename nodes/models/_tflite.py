@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,15 +89,28 @@ class TfliteModel:
         self.input_shape = tuple(int(d) for d in self._input["shape"])
         self._batch = self.input_shape[0]
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """Run on a float32 batch [B, ...]; returns the outputs, each with the batch as first axis."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        n = batch.shape[0]
+    def _batch_of(self, n: int) -> None:
         if n != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [n, *self.input_shape[1:]])
             self.interpreter.allocate_tensors()
             self._outputs = self.interpreter.get_output_details()
             self._batch = n
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Run on a float32 batch [B, ...]; returns the outputs, each with the batch as first axis."""
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        n = batch.shape[0]
+        self._batch_of(n)
         self.interpreter.set_tensor(self._input["index"], batch)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(o["index"]).reshape(n, -1) for o in self._outputs]
+
+    def run_filled(self, n: int, fill: Callable[[np.ndarray], None]) -> list[np.ndarray]:
+        """``run`` on a batch of ``n`` that ``fill(tensor)`` writes straight into the interpreter's input
+        tensor (float32 [n, ...]): no batch array of its own, no copy into the interpreter."""
+        self._batch_of(n)
+        tensor = self.interpreter.tensor(self._input["index"])()
+        fill(tensor)
+        del tensor  # the interpreter refuses to run while a view of its buffers is alive
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(o["index"]).reshape(n, -1) for o in self._outputs]

@@ -29,6 +29,9 @@ class Expression(Node):
     model = Param(str, doc="ONNX emotion classifier (path or catalogue name), metadata.json beside it")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, coreml, tensorrt")
 
+    threads = 2
+    cost = 3.0  # a small CNN per face, one core
+
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
         return missing_models(values, ["model"])

@@ -27,6 +27,9 @@ class GRU(Node):
     model = Param(str, doc="ONNX export of the GRU head (path or catalogue name), metadata.json beside it")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, coreml, tensorrt")
 
+    threads = 2
+    cost = 1.0  # a GRU over one window per track
+
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
         return missing_models(values, ["model"])

@@ -40,6 +40,8 @@ class Identify(Node):
     smooth = Param(int, 0, ge=0, le=1000, doc="majority over a track's last N matches; 0 = off")
     providers = Param((str, list), "auto", doc="ONNX Runtime providers for building a gallery")
 
+    cost = 0.1  # a product with the gallery per face (building it happens in open())
+
     @classmethod
     def validate_params(cls, values: dict[str, Any]) -> dict[str, Any] | None:
         if not str(values["gallery"]).strip():

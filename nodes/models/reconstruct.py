@@ -84,6 +84,9 @@ class Reconstruct(Node):
     size = Param(int, 0, ge=0, le=2048, doc="tile side in pixels; 0: the decoder's image size")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, coreml, tensorrt")
 
+    threads = 2
+    cost = 20.0  # a transformer encoder and a decoder per face
+
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
         problems = missing_models(values, ["encoder", "decoder"])

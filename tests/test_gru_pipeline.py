@@ -194,7 +194,6 @@ def test_cli_bad_input_is_one_line(capsys, tmp_path):
 @pytest.mark.parametrize("T", [1, 3, 12])
 def test_gru_onnx_parity_for_t_and_batch(tmp_path, T):  # noqa: N803
     import onnxruntime as ort
-
     from facegraph.nodes.nets.gru import GRUConfig, TemporalGRU, _Softmaxed, export_onnx
 
     torch.manual_seed(T)
@@ -232,9 +231,9 @@ def test_train_gru_exports_checked_model(pipeline, capsys):
 
 
 def _graph(model: Path, length: int, stats: str | None):
-    from facegraph import Graph
-
     import facegraph.nodes  # noqa: F401
+
+    from facegraph import Graph
 
     g = Graph("t")
     frame = g.add("decode", id="video", source="sample").frame
@@ -265,3 +264,18 @@ def test_graph_t_mismatch_is_a_build_time_error(pipeline, embedder_onnx, capsys)
                         "--set", f"gru.model={model}", "--set", f"window.stats={model}", "--set", "window.length=5",
                         "--set", f"embed.model={emb}")
     assert code == 2 and "T=3" in err and "length 5" in err and "Traceback" not in err
+
+
+def test_reuse_takes_earlier_vectors(pipeline, tmp_path, embedder_onnx):
+    tmp, _, _ = pipeline
+    kw = {"stats_out": tmp_path / "s.npz", "labels_out": tmp_path / "l.json", "progress": False}
+    facedata.embed_crops(tmp / "crops", tmp / "crops" / "manifest.csv", str(embedder_onnx), tmp_path / "f.parquet",
+                         reuse=tmp / "frames.parquet", **kw)
+    a, _ = facedata.read_frames(tmp / "frames.parquet")
+    b, _ = facedata.read_frames(tmp_path / "f.parquet")
+    np.testing.assert_array_equal(a["embedding"], b["embedding"])
+    other = tmp_path / "other_embed.onnx"
+    other.write_bytes(embedder_onnx.read_bytes())
+    with pytest.raises(TrainingError, match=r"--reuse .*frames\.parquet: made with backbone .*tiny_embed\.onnx"):
+        facedata.embed_crops(tmp / "crops", tmp / "crops" / "manifest.csv", str(other), tmp_path / "g.parquet",
+                             reuse=tmp / "frames.parquet", **kw)

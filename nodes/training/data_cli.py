@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--stats-out", help="feature_stats.npz (default beside --out)")
     p.add_argument("--labels-out", help="labels.json (default beside --out)")
     p.add_argument("--train-sessions", help="stats from these sessions (default: the manifest's train rows)")
+    p.add_argument("--reuse", metavar="TABLE", help="an earlier frame table of this backbone: its crops are not "
+                   "embedded again (a new split of the same crops)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default="auto", help="ONNX backbones: auto, cpu, cuda, tensorrt, coreml")
     p.add_argument("--threads", type=int, default=0, help="ONNX backbones: threads (0: every core)")
@@ -120,7 +122,7 @@ def run_embeddings(args: argparse.Namespace) -> int:
         labels_out=args.labels_out or out.parent / "labels.json", batch_size=args.batch_size,
         providers=args.device if args.device != "auto" else "auto", strict=args.strict,
         train_sessions=_names(args.train_sessions) or None, threads=args.threads or os.cpu_count() or 1,
-        progress=not args.no_progress)
+        progress=not args.no_progress, reuse=args.reuse)
     skipped = f", {report.skipped} unlabelled rows skipped" if report.skipped else ""
     print(f"{out}: {report.rows} embeddings of {report.dim}-D ({args.backbone}){skipped}; stats from "
           f"{report.train_rows} training rows; {len(report.labels)} labels: {', '.join(report.labels)}")

@@ -296,8 +296,12 @@ def feature_stats(vectors: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np
 def embed_crops(crops_dir: str | Path, manifest: str | Path, backbone: str, out: str | Path, *,
                 stats_out: str | Path, labels_out: str | Path, batch_size: int = 64, providers: str = "auto",
                 strict: bool = False, train_sessions: Sequence[str] | None = None, threads: int = 1,
-                progress: bool = True) -> EmbeddingsReport:
-    """Every labelled crop of the manifest through ``backbone``; the frame table, its train stats, the labels."""
+                progress: bool = True, reuse: str | Path | None = None) -> EmbeddingsReport:
+    """Every labelled crop of the manifest through ``backbone``; the frame table, its train stats, the labels.
+
+    ``reuse``: an earlier frame table of the same backbone; crops it holds (by path) take its
+    vectors instead of running the backbone again (a new split or new labels of the same crops).
+    """
     import cv2
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -323,10 +327,18 @@ def embed_crops(crops_dir: str | Path, manifest: str | Path, backbone: str, out:
         raise TrainingError(f"--backbone {backbone}: {exc}") from None
     from tqdm import tqdm
 
+    known: dict[str, np.ndarray] = {}
+    if reuse is not None:
+        old, old_meta = read_frames(reuse)
+        name = getattr(embedder, "name", str(backbone))
+        if old_meta.get("backbone") != name:
+            raise TrainingError(f"--reuse {reuse}: made with backbone {old_meta.get('backbone')}, not {name}")
+        known = dict(zip(old["crop"], old["embedding"], strict=True))
+    todo = [r for r in rows if r["crop"] not in known]
     parts = []
-    bar = tqdm(total=len(rows), unit="face", disable=not progress or None, leave=False)
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start:start + batch_size]
+    bar = tqdm(total=len(todo), unit="face", disable=not progress or None, leave=False)
+    for start in range(0, len(todo), batch_size):
+        batch = todo[start:start + batch_size]
         images = []
         for r in batch:
             image = cv2.imread(str(crops_dir / r["crop"]), cv2.IMREAD_COLOR)
@@ -336,7 +348,9 @@ def embed_crops(crops_dir: str | Path, manifest: str | Path, backbone: str, out:
         parts.append(embedder(np.stack(images)))
         bar.update(len(batch))
     bar.close()
-    vectors = np.concatenate(parts).astype(np.float32)
+    fresh = dict(zip((r["crop"] for r in todo), np.concatenate(parts) if parts else [], strict=True))
+    vectors = np.stack([known[r["crop"]] if r["crop"] in known else fresh[r["crop"]] for r in rows])
+    vectors = vectors.astype(np.float32)
     labels = sorted({r["label"] for r in rows})
     ids = {c: i for i, c in enumerate(labels)}
     dim = vectors.shape[1]

@@ -279,3 +279,18 @@ def test_reuse_takes_earlier_vectors(pipeline, tmp_path, embedder_onnx):
     with pytest.raises(TrainingError, match=r"--reuse .*frames\.parquet: made with backbone .*tiny_embed\.onnx"):
         facedata.embed_crops(tmp / "crops", tmp / "crops" / "manifest.csv", str(other), tmp_path / "g.parquet",
                              reuse=tmp / "frames.parquet", **kw)
+
+
+def test_ckplus48_detect_path(tmp_path):
+    from conftest import SHARED_DATA
+
+    ck = SHARED_DATA / "fer" / "ckplus48"
+    if not ck.is_dir():
+        pytest.skip(f"needs {ck} (shared data)")
+    r = facedata.crops_from_images(ck, tmp_path / "crops", group_by=r"^(S\d+)", classes=["contempt"], detect=True)
+    assert r.rows + r.dropped == 54 and r.rows >= 50 and r.sessions == 18  # 18 contempt sequences of 3 frames
+    rows = facedata.read_manifest(tmp_path / "crops" / "manifest.csv")
+    assert all(re.fullmatch(r"S\d{3}_\d{3}", row["session"]) and row["group"] == row["session"][:4] for row in rows)
+    assert json.loads((tmp_path / "crops" / "crops.json").read_text())["framing"] == "arcface"
+    crop = cv2.imread(str(tmp_path / "crops" / rows[0]["crop"]))
+    assert crop.shape == (112, 112, 3)

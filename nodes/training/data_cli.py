@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "(default: '<session>_<frame>.<ext>', CK+'s S010_004_00000017.png)")
     p.add_argument("--group-by", metavar="REGEX", help="--images: who is in a file (CK+: '^(S\\d+)'); the split keeps "
                    "each group on one side (default: the session)")
+    p.add_argument("--detect", action="store_true", help="--images: detect and ArcFace-align each face (upscaled "
+                   "--upscale times, padded) instead of taking the images as crops")
+    p.add_argument("--upscale", type=int, default=4, help="--images --detect: enlarge small images first (default 4)")
     p.add_argument("--val-split", type=float, default=0.2, help="--images: held-out fraction of the groups")
     p.add_argument("--folds", type=int, default=0, help="--images: k-fold split instead (with --fold)")
     p.add_argument("--fold", type=int, default=0, help="--images: which fold is the validation side")
@@ -91,9 +94,10 @@ def run_crops(args: argparse.Namespace) -> int:
             args.images, args.out, size=args.size, pattern=args.pattern or facedata.DEFAULT_PATTERN,
             group_by=args.group_by, session_prefix=f"{args.session}_" if args.session else "",
             val_split=args.val_split, folds=args.folds, fold=args.fold, seed=args.seed,
-            classes=_names(args.classes) or None)
-        print(f"{report.manifest}: {report.rows} crops in {report.sessions} sequences from {args.images} "
-              "(taken as face crops, resized; no detection)")
+            classes=_names(args.classes) or None, detect=args.detect, upscale=args.upscale)
+        how = (f"detected and ArcFace-aligned; {report.dropped} images without a face dropped" if args.detect
+               else "taken as face crops, resized; no detection")
+        print(f"{report.manifest}: {report.rows} crops in {report.sessions} sequences from {args.images} ({how})")
         return 0
     if not args.session:
         raise TrainingError("--video needs --session NAME (the recording's name in the manifest)")

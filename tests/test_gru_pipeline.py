@@ -294,3 +294,32 @@ def test_ckplus48_detect_path(tmp_path):
     assert json.loads((tmp_path / "crops" / "crops.json").read_text())["framing"] == "arcface"
     crop = cv2.imread(str(tmp_path / "crops" / rows[0]["crop"]))
     assert crop.shape == (112, 112, 3)
+
+
+def test_video_path_by_sessions(tmp_path, embedder_onnx):
+    from conftest import VIDEOS
+
+    video = VIDEOS / "pyfeat_single_face.mp4"
+    if not video.is_file():
+        pytest.skip(f"needs {video} (shared data)")
+    crops = tmp_path / "crops"
+    for session, label in (("take1", "happy"), ("take2", "sad")):
+        r = facedata.crops_from_video(video, crops, session=session, label=label, max_frames=8)
+        assert r.rows == 8  # one face in every frame
+    rows = facedata.read_manifest(crops / "manifest.csv")
+    assert [r["frame"] for r in rows[:3]] == ["0", "1", "2"] and float(rows[1]["time"]) > 0
+    assert {r["track"] for r in rows} == {"0"} and all(float(r["x2"]) > float(r["x1"]) for r in rows)
+    with pytest.raises(TrainingError, match="session 'take1' is already there"):
+        facedata.crops_from_video(video, crops, session="take1", max_frames=1)
+    kw = {"stats_out": tmp_path / "s.npz", "labels_out": tmp_path / "l.json", "progress": False}
+    with pytest.raises(TrainingError, match="no training rows for the feature stats"):
+        facedata.embed_crops(crops, crops / "manifest.csv", str(embedder_onnx), tmp_path / "f.parquet", **kw)
+    facedata.embed_crops(crops, crops / "manifest.csv", str(embedder_onnx), tmp_path / "f.parquet",
+                         train_sessions=["take1"], **kw)
+    assert facedata.load_stats(tmp_path / "s.npz").sessions == ["take1"]
+    r = facedata.make_sequences(tmp_path / "f.parquet", tmp_path / "s.npz", tmp_path / "l.json", T=4, stride=2,
+                                sessions_train=["take1"], sessions_val=["take2"], out_train=tmp_path / "tr.npz",
+                                out_val=tmp_path / "va.npz")
+    assert r["train"]["windows"] == r["val"]["windows"] == 3  # frames 0-3, 2-5, 4-7
+    with np.load(tmp_path / "va.npz") as d:
+        assert d["frame_end"].tolist() == [3, 5, 7] and set(d["y"].tolist()) == {1}

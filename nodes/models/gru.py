@@ -17,6 +17,14 @@ from ..types import PROBS, WINDOW
 from ._modelparams import as_probs, labels_for, missing_models
 
 
+def _trainable(problem: str) -> str:
+    """A GRU file that is not there yet is one the user trains: a note for ``validate``, with the way to make it."""
+    if ": file not found" not in problem:
+        return problem
+    spec = problem.split(": file not found")[0].split(" ", 2)[-1]
+    return f"needs model {spec} (not found; make it with facegraph train gru, as in the README's worked example)"
+
+
 @register("gru")
 class GRU(Node):
     """Per-track expression (or any class) probabilities from a window of embeddings."""
@@ -29,7 +37,7 @@ class GRU(Node):
 
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
-        return missing_models(values, ["model"])
+        return [_trainable(line) for line in missing_models(values, ["model"])]
 
     @classmethod
     def link_requirements(cls, values: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> list[str]:

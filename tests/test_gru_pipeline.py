@@ -189,6 +189,8 @@ def test_cli_bad_input_is_one_line(capsys, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1 and "none.parquet" in err and "Traceback" not in err
     code, _, err = _run(capsys, "data", "crops", "--images", str(tmp_path / "nope"), "--out", str(tmp_path / "c"))
     assert code == 2 and err.strip().count("\n") == 0 and "nope: no such folder" in err
+    code, _, err = _run(capsys, "train", "gru", "--train", "t.npz", "--val", "v.npz", "--backbone", "iresnet50")
+    assert code == 2 and "--backbone and --finetune-last-block go together" in err and err.strip().count("\n") == 0
 
 
 @pytest.mark.parametrize("T", [1, 3, 12])
@@ -323,3 +325,27 @@ def test_video_path_by_sessions(tmp_path, embedder_onnx):
     assert r["train"]["windows"] == r["val"]["windows"] == 3  # frames 0-3, 2-5, 4-7
     with np.load(tmp_path / "va.npz") as d:
         assert d["frame_end"].tolist() == [3, 5, 7] and set(d["y"].tolist()) == {1}
+
+
+def test_finetune_changes_only_the_last_block(pipeline, tmp_path):
+    from facegraph.nodes.nets.gru import GRUConfig
+    from facegraph.nodes.nets.iresnet import IResNet
+    from facegraph.nodes.training.gru import FinetuneTask, export_finetuned, load_sequences
+    from facegraph.nodes.training.trainer import TrainConfig, Trainer
+
+    tmp, _, _ = pipeline
+    torch.manual_seed(0)
+    backbone = IResNet([1, 1, 1, 1], widths=(4, 4, 4, 8), num_features=8, input_size=32)
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    train, val = load_sequences(tmp / "train.npz", "--train"), load_sequences(tmp / "val.npz", "--val")
+    task = FinetuneTask(train, val, GRUConfig(input_dim=8, hidden=4, classes=3), backbone, tmp / "crops")
+    assert task.train_crops.shape[1:] == (3, 32, 32, 3)
+    config = TrainConfig(out=str(tmp_path / "ft"), epochs=1, batch_size=4, max_batches=2, progress=False,
+                         device="cpu", threads=1, lr=0.05, warmup_epochs=0.0)
+    result = Trainer(config).fit(task)
+    after = result.model.backbone.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("layer4.") for k in changed), sorted(changed)
+    assert any(k.startswith("layer4.") and k.endswith("weight") for k in changed)
+    backbone_onnx, head_onnx = export_finetuned(result.model, tmp_path / "ft", task, command="test")
+    assert backbone_onnx.is_file() and json.loads((head_onnx.parent / "metadata.json").read_text())["E"] == 8

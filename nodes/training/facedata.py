@@ -569,7 +569,8 @@ def make_sequences(frames_path: str | Path, stats_path: str | Path, labels_path:
                             stride=np.array(stride), backbone=np.array(meta.get("backbone", stats.backbone)),
                             session=frames["session"][index[:, -1]].astype(str),
                             track=frames["track"][index[:, -1]], frame_end=frames["frame"][index[:, -1]],
-                            group=frames["group"][index[:, -1]].astype(str))
+                            group=frames["group"][index[:, -1]].astype(str),
+                            crop=frames["crop"][index].astype(str))
         report[name] = {"windows": len(picked), "path": str(path),
                         "counts": np.bincount(y, minlength=len(labels)).tolist()}
     return report

@@ -190,3 +190,140 @@ def export(model: TemporalGRU, out: Path, task: GRUTask, *, command: str, second
     full["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta_path.write_text(json.dumps(full, indent=2) + "\n")
     return path, {"accuracy": s["accuracy"], "mean_recall": s["mean_recall"], "onnx_max_abs_diff": diff}
+
+
+# -- fine-tuning the backbone's last block on crop sequences ----------------------------------------------------
+class BackboneGRU(nn.Module):
+    """Crop windows [B, T, 3, S, S] → backbone → unit embeddings [B, T, D] → the GRU head.
+
+    Only ``layer4`` (the backbone's last block) and the head learn: the rest is frozen
+    and kept in eval mode, so its BatchNorm statistics do not drift either.
+    """
+
+    def __init__(self, backbone: nn.Module, head: TemporalGRU) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+        for name, p in self.backbone.named_parameters():
+            p.requires_grad = name.startswith("layer4.")
+
+    def train(self, mode: bool = True) -> BackboneGRU:
+        super().train(mode)
+        for name, module in self.backbone.named_children():
+            if name != "layer4":
+                module.eval()
+        return self
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        return F.normalize(self.backbone(x.flatten(0, 1)), dim=-1).reshape(b, t, -1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+def load_backbone(name: str, checkpoint: str | Path | None, *, input_size: int = 112, **kwargs: Any) -> nn.Module:
+    """An iResNet (``iresnet18|34|50|100``) with the user's weights: a state dict, or a trainer checkpoint."""
+    from ..nets import iresnet
+
+    depth = name.removeprefix("iresnet")
+    if f"r{depth}" not in iresnet.LAYERS:
+        raise TrainingError(f"--backbone {name}: one of {', '.join('iresnet' + k[1:] for k in iresnet.LAYERS)}")
+    model = iresnet.iresnet(f"r{depth}", input_size=input_size, **kwargs)
+    if checkpoint is None:
+        raise TrainingError(f"--backbone {name}: give its weights with --backbone-checkpoint FILE.pt")
+    try:
+        state = torch.load(Path(checkpoint).expanduser(), map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TrainingError(f"--backbone-checkpoint {checkpoint}: cannot read it ({first})") from None
+    state = state.get("model", state.get("state_dict", state)) if isinstance(state, dict) else state
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise TrainingError(f"--backbone-checkpoint {checkpoint}: not {name} weights "
+                            f"({str(exc).splitlines()[0]})") from None
+    return model
+
+
+class CropWindows:
+    """The crops of a sequences NPZ's windows, decoded once: uint8 [N, T, S, S, 3] BGR."""
+
+    def __init__(self, seq: Sequences, crops_dir: str | Path, size: int) -> None:
+        import cv2
+
+        crops_dir = Path(crops_dir).expanduser()
+        with np.load(seq.path) as d:
+            if "crop" not in d:
+                raise TrainingError(f"{seq.path}: no crop paths (made by an older facegraph data sequences)")
+            paths = d["crop"]
+        cache: dict[str, np.ndarray] = {}
+        out = np.zeros((*paths.shape, size, size, 3), np.uint8)
+        for index in np.ndindex(paths.shape):
+            rel = str(paths[index])
+            if rel not in cache:
+                image = cv2.imread(str(crops_dir / rel), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise TrainingError(f"{crops_dir / rel}: crop of {seq.path} is missing (--crops)")
+                cache[rel] = cv2.resize(image, (size, size)) if image.shape[:2] != (size, size) else image
+            out[index] = cache[rel]
+        self.images = out
+
+
+def crops_to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 BGR [..., S, S, 3] → float RGB [..., 3, S, S] in ArcFace's (x − 127.5) / 127.5."""
+    x = torch.as_tensor(np.ascontiguousarray(images)).flip(-1).float().sub_(127.5).div_(127.5)
+    return x.movedim(-1, -3)
+
+
+class FinetuneTask(GRUTask):
+    """The GRU head on crop windows, through a backbone whose last block learns too."""
+
+    kind = "gru_finetune"
+
+    def __init__(self, train: Sequences, val: Sequences, config: GRUConfig, backbone: nn.Module, crops_dir: str | Path,
+                 **kwargs: Any) -> None:
+        super().__init__(train, val, config, **kwargs)
+        size = int(getattr(backbone, "input_size", 112))
+        self.backbone = backbone
+        self.train_crops = torch.from_numpy(CropWindows(train, crops_dir, size).images)
+        self.val_crops = CropWindows(val, crops_dir, size).images
+
+    def model_config(self) -> dict[str, Any]:
+        return {**super().model_config(), "backbone": type(self.backbone).__name__, "finetune": "layer4"}
+
+    def build_model(self) -> nn.Module:
+        return BackboneGRU(self.backbone, TemporalGRU(self.config))
+
+    def train_batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        order = torch.randperm(len(self.y), generator=generator)
+        for b in range(self.steps_per_epoch(batch_size)):
+            index = order[b * batch_size:(b + 1) * batch_size]
+            yield crops_to_input(self.train_crops[index].numpy()), self.y[index]
+
+    def predict(self, model: nn.Module, x: np.ndarray, device: torch.device, batch: int = 32) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(self.val_crops), batch):
+                logits = model(crops_to_input(self.val_crops[i:i + batch]).to(device))
+                out.append(torch.softmax(logits, -1).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.config.classes), np.float32)
+
+
+def export_finetuned(model: BackboneGRU, out: Path, task: FinetuneTask, *, command: str) -> tuple[Path, Path]:
+    """``exported/backbone.onnx`` (for the ``embed`` node) + ``exported/gru_embed.onnx`` on its unit vectors."""
+    from ..nets import iresnet
+    from .exporting import onnx_parity
+
+    model = model.cpu().eval()
+    folder = out / "exported"
+    folder.mkdir(parents=True, exist_ok=True)
+    backbone = iresnet.export_onnx(model.backbone, folder / "backbone.onnx", metadata={"command": command})
+    size = int(getattr(model.backbone, "input_size", 112))
+    sample = crops_to_input(task.val_crops[:2, 0]).numpy()
+    onnx_parity(backbone, model.backbone, [sample.reshape(-1, 3, size, size)])
+    dim = model.head.config.input_dim
+    head = export_gru(model.head, folder / "gru_embed.onnx", task.train.T,
+                      {"E": dim, "backbone": str(backbone.name), "command": command,
+                       "finetuned": "layer4 of the backbone + the head"},
+                      labels=task.train.labels, mean=np.zeros(dim, np.float32), std=np.ones(dim, np.float32))
+    return backbone, head

@@ -49,8 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--export-onnx", action=argparse.BooleanOptionalAction, default=True,
                    help="write OUT/exported/gru_embed.onnx + metadata.json (default on)")
     p.add_argument("--no-baseline", action="store_true", help="skip the logistic-regression baseline")
-    p.add_argument("--backbone", help="iresnet50: fine-tune on crop sequences (not built yet; use embeddings)")
-    p.add_argument("--finetune-last-block", action="store_true", help="with --backbone (not built yet)")
+    p.add_argument("--backbone", help="iresnet18|34|50|100: train on the windows' crops through this backbone "
+                   "(with --finetune-last-block, --backbone-checkpoint, --crops)")
+    p.add_argument("--backbone-checkpoint", metavar="FILE.pt", help="the backbone's weights (a state dict)")
+    p.add_argument("--finetune-last-block", action="store_true",
+                   help="with --backbone: its last block (layer4) learns with the head, the rest stays frozen")
+    p.add_argument("--crops", metavar="DIR", help="with --backbone: the crops folder the windows came from")
     add_trainer_arguments(p, out="runs/gru", epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-2, patience=12,
                           extra_epochs=3, warmup_epochs=2.0)
     p.set_defaults(run_family=train_gru)
@@ -113,20 +117,32 @@ def train_gru(args: argparse.Namespace) -> int:
     from .gru import GRUTask, export, load_sequences, logistic_baseline
     from .trainer import Trainer
 
-    if args.backbone or args.finetune_last_block:
-        raise TrainingError("--backbone/--finetune-last-block (crop sequences through an iResNet) is not built yet; "
-                            "train on embedding sequences (facegraph data sequences)")
+    if bool(args.backbone) != bool(args.finetune_last_block):
+        raise TrainingError("--backbone and --finetune-last-block go together (a frozen backbone: train on its "
+                            "embeddings with facegraph data embeddings --backbone FILE.onnx)")
+    if args.backbone and not args.crops:
+        raise TrainingError("--backbone needs --crops DIR (the crops folder of facegraph data crops)")
     config = config_from(args)
     config.check()
     train, val = load_sequences(args.train, "--train"), load_sequences(args.val, "--val")
-    cfg = GRUConfig(input_dim=train.E, hidden=args.hidden, layers=args.layers, classes=len(train.labels),
-                    bidirectional=args.bidirectional, dropout=args.dropout)
-    task = GRUTask(train, val, cfg, label_smoothing=args.label_smoothing, balance=args.balance, noise=args.noise)
+    backbone = None
+    if args.backbone:
+        from .gru import FinetuneTask, load_backbone
+
+        backbone = load_backbone(args.backbone, args.backbone_checkpoint)
+    cfg = GRUConfig(input_dim=backbone.num_features if backbone is not None else train.E, hidden=args.hidden,
+                    layers=args.layers, classes=len(train.labels), bidirectional=args.bidirectional,
+                    dropout=args.dropout)
+    options = {"label_smoothing": args.label_smoothing, "balance": args.balance}
+    if backbone is not None:
+        task = FinetuneTask(train, val, cfg, backbone, args.crops, **options)
+    else:
+        task = GRUTask(train, val, cfg, noise=args.noise, **options)
     counts = ", ".join(f"{c} {n}" for c, n in zip(train.labels, train.counts(), strict=True))
     print(f"data: {len(train.y)} train, {len(val.y)} val windows of T={train.T}, E={train.E} ({train.backbone}); "
           f"{len(train.labels)} classes ({counts})", flush=True)
     baseline = None
-    if not args.no_baseline:
+    if not args.no_baseline and backbone is None:
         baseline = logistic_baseline(train, val, seed=args.seed)
         print(f"baseline: logistic regression on each window's mean embedding: "
               f"val accuracy {baseline['accuracy']:.4f}, mean recall {baseline['mean_recall']:.4f}", flush=True)
@@ -134,7 +150,12 @@ def train_gru(args: argparse.Namespace) -> int:
     result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
     print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
           + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
-    if args.export_onnx:
+    if args.export_onnx and backbone is not None:
+        from .gru import export_finetuned
+
+        for path in export_finetuned(result.model, Path(config.out), task, command=command):
+            print(f"exported {path}", flush=True)
+    elif args.export_onnx:
         path, report = export(result.model, Path(config.out), task, command=command, seconds=result.seconds,
                               best=result.best_metrics, baseline=baseline)
         print(f"exported {path} (+ metadata.json, feature_stats.npz): ONNX val accuracy {report['accuracy']:.4f}, "

@@ -295,6 +295,13 @@ class Graph:
             params = spec.cls.check_params(spec.params)
             for text in spec.cls.requirements(params):
                 problems.append(str(self._error(text, spec)))
+            upstream = {}
+            for port, ref in spec.inputs.items():
+                src = self.nodes.get(ref.node)
+                if src is not None:
+                    upstream[port] = {"id": src.id, "type": src.type, "params": src.cls.check_params(src.params)}
+            for text in spec.cls.link_requirements(params, upstream):
+                problems.append(str(self._error(text, spec)))
         return problems
 
     def _find_cycle(self) -> list[str] | None:

@@ -209,6 +209,16 @@ class Node:
         return 2.0 if cls.threads > 1 else 0.2
 
     @classmethod
+    def link_requirements(cls, values: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> list[str]:
+        """Problems between this node and the nodes feeding it, found before anything runs (a model
+        trained on windows of another length than its upstream node makes, say).
+
+        ``upstream`` maps each connected input port to ``{"id", "type", "params"}`` of the node
+        that feeds it (its parameters checked and defaulted). The default finds none.
+        """
+        return []
+
+    @classmethod
     def is_source(cls) -> bool:
         return False
 

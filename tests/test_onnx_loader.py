@@ -60,3 +60,15 @@ def test_provider_facts_name_what_each_node_would_use(tmp_path):
     facts = provider_facts(g)["ONNX Runtime"]
     assert "CPUExecutionProvider" in facts["available"]
     assert facts["used"]["emb"] == "CPUExecutionProvider" and "src" not in facts["used"]
+
+
+def test_tensorrt_gets_fp16_and_an_engine_cache(tmp_path, monkeypatch):
+    from facegraph.nodes.models._onnx import with_options
+
+    monkeypatch.setenv("FACEGRAPH_TRT_CACHE", str(tmp_path / "trt"))
+    got = with_options(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert got[1:] == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    name, options = got[0]
+    assert name == "TensorrtExecutionProvider" and options["trt_fp16_enable"] is True
+    assert options["trt_engine_cache_enable"] is True and options["trt_engine_cache_path"] == str(tmp_path / "trt")
+    assert with_options(["CPUExecutionProvider"]) == ["CPUExecutionProvider"]

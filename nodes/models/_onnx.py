@@ -71,6 +71,23 @@ def choose_providers(wanted: str | Sequence[str] | None, available: Sequence[str
     return chosen
 
 
+def with_options(chosen: Sequence[str], *, fp16: bool = True, cache: str | Path | None = None) -> list[Any]:
+    """ONNX Runtime's provider list with options: TensorRT builds FP16 engines and keeps them in a cache
+    folder (``$FACEGRAPH_TRT_CACHE``, default ``~/.cache/facegraph/trt``), so only the first start pays the
+    engine build. Other providers go as they are. Unverified here: this machine has no NVIDIA GPU."""
+    import os
+
+    out: list[Any] = []
+    for name in chosen:
+        if name == "TensorrtExecutionProvider":
+            folder = Path(cache or os.environ.get("FACEGRAPH_TRT_CACHE", "~/.cache/facegraph/trt")).expanduser()
+            out.append((name, {"trt_fp16_enable": bool(fp16), "trt_engine_cache_enable": True,
+                               "trt_engine_cache_path": str(folder)}))
+        else:
+            out.append(name)
+    return out
+
+
 def provider_facts(graph: Any = None) -> dict[str, dict[str, Any]]:
     """ONNX Runtime's providers here, and per node the one its ``providers`` parameter picks.
 
@@ -126,8 +143,11 @@ class OnnxModel:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.log_severity_level = 3
         chosen = choose_providers(providers, ort.get_available_providers())
+        if "TensorrtExecutionProvider" in chosen:
+            folder = Path(with_options(["TensorrtExecutionProvider"])[0][1]["trt_engine_cache_path"])
+            folder.mkdir(parents=True, exist_ok=True)
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=chosen)
+            self.session = ort.InferenceSession(str(self.path), options, providers=with_options(chosen))
         except Exception as exc:  # onnxruntime raises several unrelated types for a bad file
             raise ModelError(f"{self.path}: cannot load as an ONNX model ({str(exc).splitlines()[0]})") from None
         self.providers = self.session.get_providers()

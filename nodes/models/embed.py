@@ -2,7 +2,9 @@
 
 Runs any 112×112 recognition ONNX (insightface's w600k_r50 / w600k_mbf, an
 iResNet exported by ``facegraph.nodes.nets.iresnet.export_onnx``, a
-MobileFaceNet); the vector length D comes from the model. Input normalisation
+MobileFaceNet), or ``dlib``: dlib's 128-D ResNet descriptor with its own 5-point
+alignment inside the crop (the ``[dlib]`` extra, installs offline from PyPI);
+the vector length D comes from the model. Input normalisation
 comes from the model's metadata.json (``mean``, ``std``, ``color``), else
 insightface's RGB (x − 127.5) / 127.5.
 """
@@ -25,7 +27,7 @@ class Embed(Node):
 
     crops = Input(CROPS, doc="ArcFace-aligned crops (112×112 usual; other sizes are resized)")
     embeddings = Output(EMBEDDINGS, doc="vec float32[N,D], unit length; track_id copied")
-    model = Param(str, "buffalo_l/w600k_r50", doc="ONNX file, or a model name from 'facegraph models'")
+    model = Param(str, "buffalo_l/w600k_r50", doc="ONNX file, a model name from 'facegraph models', or dlib")
     providers = Param((str, list), "auto", doc="'auto', 'cpu', 'cuda', 'coreml', 'tensorrt' or a list")
 
     threads = 2
@@ -33,12 +35,17 @@ class Embed(Node):
 
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
+        from . import _dlib
+
+        if _dlib.is_dlib(values["model"]):
+            return _dlib.missing()
         return _catalogue.model_requirements(values["model"], "recognition model")
 
     def open(self) -> None:
-        from ._arcface import Embedder
+        from ._dlib import open_embedder
 
-        self.embedder = Embedder(self.model, providers=self.providers, threads=self.context.threads)
+        self.embedder = open_embedder(self.model, framing="arcface", providers=self.providers,
+                                      threads=self.context.threads)
 
     @property
     def dim(self) -> int:

@@ -17,6 +17,14 @@ from ..types import PROBS, WINDOW
 from ._modelparams import as_probs, labels_for, missing_models
 
 
+def _trainable(problem: str) -> str:
+    """A GRU file that is not there yet is one the user trains: a note for ``validate``, with the way to make it."""
+    if ": file not found" not in problem:
+        return problem
+    spec = problem.split(": file not found")[0].split(" ", 2)[-1]
+    return f"needs model {spec} (not found; make it with facegraph train gru, as in the README's worked example)"
+
+
 @register("gru")
 class GRU(Node):
     """Per-track expression (or any class) probabilities from a window of embeddings."""
@@ -32,7 +40,43 @@ class GRU(Node):
 
     @classmethod
     def requirements(cls, values: dict[str, Any]) -> list[str]:
-        return missing_models(values, ["model"])
+        return [_trainable(line) for line in missing_models(values, ["model"])]
+
+    @classmethod
+    def link_requirements(cls, values: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> list[str]:
+        """A ``temporal`` feeding this model must cut windows of the model's T, z-scored as in training:
+        a mismatch is found when the graph is built, not as wrong numbers later."""
+        src = upstream.get("window")
+        if src is None or src["type"] != "temporal" or missing_models(values, ["model"]):
+            return []
+        from ._onnx import load_metadata, resolve_model
+
+        try:
+            path = resolve_model(values["model"], what="GRU model")
+            meta = load_metadata(path)
+        except (ModelError, OSError, ValueError):
+            return []  # open() reports an unreadable model in full
+        params, node = src["params"], src["id"]
+        T = meta.get("T")  # noqa: N806 - the window length is T everywhere in the project
+        if T is not None and int(params["length"]) != int(T):
+            return [f"{path.parent / 'metadata.json'}: the model takes windows of T={T}, but '{node}' (temporal) "
+                    f"has length {params['length']}; set {node}.length to {T}"]
+        problems = []
+        dim = meta.get("input_dim")
+        stats = params.get("stats")
+        if meta.get("feature_stats") and not stats:
+            problems.append(f"{path}: trained on z-scored windows, but '{node}' (temporal) has no stats; "
+                            f"set {node}.stats to {values['model']}")
+        elif stats and str(stats).endswith(".npz") and dim is not None:
+            from ._windows import load_stats
+
+            try:
+                mean, _ = load_stats(stats)
+            except ModelError:
+                return problems
+            if mean.size != int(dim):
+                problems.append(f"{stats}: {mean.size}-D feature stats for a model of input_dim {dim} ({path})")
+        return problems
 
     def open(self) -> None:
         from ._onnx import OnnxModel

@@ -69,7 +69,9 @@ class Temporal(Node):
             if not Path(stats).expanduser().is_file():
                 return [f"needs feature stats file {stats} (a feature_stats.npz with mean and std)"]
             return []
-        return missing_models({"stats": stats}, ["stats"])
+        from .gru import _trainable
+
+        return [_trainable(line) for line in missing_models({"stats": stats}, ["stats"])]
 
     def open(self) -> None:
         mean = std = None

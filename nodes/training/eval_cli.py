@@ -1,6 +1,7 @@
-"""``facegraph eval fer``: score an exported classifier on a labelled image folder (no torch needed).
+"""``facegraph eval fer|verify``: score an exported classifier, or an embedder, on labelled image folders.
 
     facegraph eval fer --model fer --data fer2013/val --json scores.json --png confusion.png
+    facegraph eval verify --model dlib --data identities/   # one folder per person
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from .errors import TrainingError
 
-HELP = "score an exported model on labelled data (fer: accuracy, per-class recall, confusion matrix)"
+HELP = ("score a model on labelled data (fer: accuracy, per-class recall, confusion; "
+        "verify: an embedder's ROC AUC, TAR at FAR 1e-3, rank-1)")
 
 #: folder names other data sets use for FER-2013's labels
 ALIASES = {"anger": "angry", "sadness": "sad", "happiness": "happy", "surprised": "surprise",
@@ -26,9 +28,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="labelled face images: DIR/<class>/…, or DIR with val/ or test/")
     p.add_argument("--json", metavar="FILE", help="write the scores as JSON")
     p.add_argument("--png", metavar="FILE", help="write the confusion matrix as a PNG")
+    p.set_defaults(run_family=eval_fer)
+
+    p = sub.add_parser("verify", help="an embedder on DIR/<person>/: ROC AUC, TAR at FAR 1e-3, rank-1")
+    p.add_argument("--model", required=True, help="dlib, dlib+shape68, or an embedding ONNX (path or catalogue name)")
+    p.add_argument("--data", required=True, help="face crops, one folder per person (see --framing)")
+    p.add_argument("--framing", choices=["arcface", "full"], default="arcface",
+                   help="dlib: how the crops are framed (arcface: aligned 112×112, as glint24)")
+    p.add_argument("--max-per-class", type=int, default=0, help="use at most N images per person (0: all)")
+    p.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run_family=eval_verify)
 
 
 def main(args: argparse.Namespace) -> int:
+    return int(args.run_family(args) or 0)
+
+
+def eval_verify(args: argparse.Namespace) -> int:
+    import os
+
+    from facegraph import FacegraphError
+
+    from ..models._dlib import open_embedder
+    from .verify import verify
+
+    spec = args.model
+    try:
+        embedder = open_embedder(spec, framing=args.framing, threads=os.cpu_count() or 1)
+    except FacegraphError as exc:
+        raise TrainingError(f"--model {spec}: {exc}") from None
+    s = verify(embedder, args.data, max_per_class=args.max_per_class, progress=not args.no_progress)
+    print(f"{spec} on {s['data']}: {s['people']} people, {s['images']} images, {s['dim']}-D; "
+          f"{s['genuine_pairs']} genuine / {s['impostor_pairs']} impostor pairs")
+    print(f"ROC AUC {s['roc_auc']:.4f}  TAR@FAR=1e-3 {s['tar_at_far_1e-3']:.4f} (threshold "
+          f"{s['threshold_at_far_1e-3']:.3f})  rank-1 {s['rank1']:.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": spec, **s}, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def eval_fer(args: argparse.Namespace) -> int:
     from . import imagefolder
     from .evaluate import OnnxClassifier, confusion_png, evaluate_loaded, format_report
     from .models import resolve_model

@@ -1,6 +1,7 @@
 """``facegraph train <model>``: one command per model family, all on the shared trainer.
 
     facegraph train fer --data fer2013/ --model cnn48 --epochs 30 --out runs/fer
+    facegraph train gru --train data/ck/train.npz --val data/ck/val.npz --out runs/gru
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from .errors import TrainingError, require_torch
 from .trainer_args import add_trainer_arguments, config_from
 
-HELP = "train a model (fer, …) on the shared trainer; needs the [train] extra"
+HELP = "train a model (fer, gru, …) on the shared trainer; needs the [train] extra"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +37,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--export", default="onnx", help="comma list of onnx, coreml (default onnx; 'none' to skip)")
     add_trainer_arguments(p, out="runs/fer", epochs=30, batch_size=64, lr=1e-3, patience=6, extra_epochs=2)
     p.set_defaults(run_family=train_fer)
+
+    p = sub.add_parser("gru", help="GRU temporal head on (N, T, E) embedding windows of facegraph data sequences")
+    p.add_argument("--train", required=True, help="train.npz of facegraph data sequences")
+    p.add_argument("--val", required=True, help="val.npz of facegraph data sequences")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=1)
+    p.add_argument("--bidirectional", action="store_true")
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--balance", choices=["none", "weights"], default="none", help="class-weighted loss")
+    p.add_argument("--noise", type=float, default=0.1, help="Gaussian noise on the z-scored inputs while training")
+    p.add_argument("--export-onnx", action=argparse.BooleanOptionalAction, default=True,
+                   help="write OUT/exported/gru_embed.onnx + metadata.json (default on)")
+    p.add_argument("--no-baseline", action="store_true", help="skip the logistic-regression baseline")
+    p.add_argument("--backbone", help="iresnet18|34|50|100: train on the windows' crops through this backbone "
+                   "(with --finetune-last-block, --backbone-checkpoint, --crops)")
+    p.add_argument("--backbone-checkpoint", metavar="FILE.pt", help="the backbone's weights (a state dict)")
+    p.add_argument("--finetune-last-block", action="store_true",
+                   help="with --backbone: its last block (layer4) learns with the head, the rest stays frozen")
+    p.add_argument("--crops", metavar="DIR", help="with --backbone: the crops folder the windows came from")
+    add_trainer_arguments(p, out="runs/gru", epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-2, patience=12,
+                          extra_epochs=3, warmup_epochs=2.0)
+    p.set_defaults(run_family=train_gru)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -87,4 +111,56 @@ def train_fer(args: argparse.Namespace) -> int:
                 "scale": 1 / 255, "template": [list(p) for p in FER_TEMPLATE]}
         path = export_coreml(_Exported(result.model.cpu()).eval(), example, out / "fer", metadata=meta)
         print(f"exported {path}", flush=True)
+    return 0
+
+
+def train_gru(args: argparse.Namespace) -> int:
+    from ..nets.gru import GRUConfig
+    from .gru import GRUTask, export, load_sequences, logistic_baseline
+    from .trainer import Trainer
+
+    if bool(args.backbone) != bool(args.finetune_last_block):
+        raise TrainingError("--backbone and --finetune-last-block go together (a frozen backbone: train on its "
+                            "embeddings with facegraph data embeddings --backbone FILE.onnx)")
+    if args.backbone and not args.crops:
+        raise TrainingError("--backbone needs --crops DIR (the crops folder of facegraph data crops)")
+    config = config_from(args)
+    config.check()
+    train, val = load_sequences(args.train, "--train"), load_sequences(args.val, "--val")
+    backbone = None
+    if args.backbone:
+        from .gru import FinetuneTask, load_backbone
+
+        backbone = load_backbone(args.backbone, args.backbone_checkpoint)
+    cfg = GRUConfig(input_dim=backbone.num_features if backbone is not None else train.E, hidden=args.hidden,
+                    layers=args.layers, classes=len(train.labels), bidirectional=args.bidirectional,
+                    dropout=args.dropout)
+    options = {"label_smoothing": args.label_smoothing, "balance": args.balance}
+    if backbone is not None:
+        task = FinetuneTask(train, val, cfg, backbone, args.crops, **options)
+    else:
+        task = GRUTask(train, val, cfg, noise=args.noise, **options)
+    counts = ", ".join(f"{c} {n}" for c, n in zip(train.labels, train.counts(), strict=True))
+    print(f"data: {len(train.y)} train, {len(val.y)} val windows of T={train.T}, E={train.E} ({train.backbone}); "
+          f"{len(train.labels)} classes ({counts})", flush=True)
+    baseline = None
+    if not args.no_baseline and backbone is None:
+        baseline = logistic_baseline(train, val, seed=args.seed)
+        print(f"baseline: logistic regression on each window's mean embedding: "
+              f"val accuracy {baseline['accuracy']:.4f}, mean recall {baseline['mean_recall']:.4f}", flush=True)
+    command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
+    print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
+          + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
+    if args.export_onnx and backbone is not None:
+        from .gru import export_finetuned
+
+        for path in export_finetuned(result.model, Path(config.out), task, command=command):
+            print(f"exported {path}", flush=True)
+    elif args.export_onnx:
+        path, report = export(result.model, Path(config.out), task, command=command, seconds=result.seconds,
+                              best=result.best_metrics, baseline=baseline)
+        print(f"exported {path} (+ metadata.json, feature_stats.npz): ONNX val accuracy {report['accuracy']:.4f}, "
+              f"mean recall {report['mean_recall']:.4f}, max |ONNX − torch| {report['onnx_max_abs_diff']:.2g}",
+              flush=True)
     return 0

@@ -1,0 +1,152 @@
+"""``facegraph data crops|embeddings|sequences``: the data steps before ``facegraph train gru``.
+
+    facegraph data crops --images ckplus48 --group-by '^(S\\d+)' --out data/ck/crops
+    facegraph data embeddings --crops data/ck/crops --backbone dlib+shape68 --out data/ck/frame_table.parquet
+    facegraph data sequences --frames data/ck/frame_table.parquet --use-split-column --T 3 --out-train …
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .errors import TrainingError
+
+HELP = "make training data from faces: aligned crops, embeddings, (N, T, E) sequences"
+
+
+def _names(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_step", metavar="STEP")
+    sub.required = True
+    p = sub.add_parser("crops", help="aligned face crops + manifest.csv from a video or a labelled image folder")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", help="a recording: every face is detected, tracked and ArcFace-aligned")
+    src.add_argument("--images", metavar="DIR", help="DIR/<class>/<images>: face images taken as crops as they are")
+    p.add_argument("--session", help="--video: the recording's name (a key: each once per manifest)")
+    p.add_argument("--classes", help="--images: only these class folders (comma list); "
+                   "--video: the label of every row when it is one class")
+    p.add_argument("--out", required=True, help="crops folder; manifest.csv is written (or extended) there")
+    p.add_argument("--size", type=int, default=112, help="crop side in pixels (default 112)")
+    p.add_argument("--pattern", default=None,
+                   help="--images: regex with (?P<session>…) and (?P<frame>…) over file names "
+                   "(default: '<session>_<frame>.<ext>', CK+'s S010_004_00000017.png)")
+    p.add_argument("--group-by", metavar="REGEX", help="--images: who is in a file (CK+: '^(S\\d+)'); the split keeps "
+                   "each group on one side (default: the session)")
+    p.add_argument("--detect", action="store_true", help="--images: detect and ArcFace-align each face (upscaled "
+                   "--upscale times, padded) instead of taking the images as crops")
+    p.add_argument("--upscale", type=int, default=4, help="--images --detect: enlarge small images first (default 4)")
+    p.add_argument("--val-split", type=float, default=0.2, help="--images: held-out fraction of the groups")
+    p.add_argument("--folds", type=int, default=0, help="--images: k-fold split instead (with --fold)")
+    p.add_argument("--fold", type=int, default=0, help="--images: which fold is the validation side")
+    p.add_argument("--split", default="", help="--video: the split column of every row (train, val, or empty)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--every", type=int, default=1, help="--video: keep one frame in N")
+    p.add_argument("--max-frames", type=int, help="--video: stop after this many frames")
+    p.set_defaults(run_step=run_crops)
+
+    p = sub.add_parser("embeddings", help="per-frame unit embeddings (Parquet), train-split stats, labels.json")
+    p.add_argument("--crops", required=True, help="crops folder of facegraph data crops")
+    p.add_argument("--manifest", help="default: CROPS/manifest.csv")
+    p.add_argument("--backbone", default="dlib",
+                   help="dlib (128-D, the [dlib] extra), dlib+shape68 (+ 68-point shape), or an embedding ONNX by "
+                   "path or catalogue name (buffalo_l/w600k_r50)")
+    p.add_argument("--out", required=True, help="frame_table.parquet")
+    p.add_argument("--stats-out", help="feature_stats.npz (default beside --out)")
+    p.add_argument("--labels-out", help="labels.json (default beside --out)")
+    p.add_argument("--train-sessions", help="stats from these sessions (default: the manifest's train rows)")
+    p.add_argument("--reuse", metavar="TABLE", help="an earlier frame table of this backbone: its crops are not "
+                   "embedded again (a new split of the same crops)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="ONNX backbones: auto, cpu, cuda, tensorrt, coreml")
+    p.add_argument("--threads", type=int, default=0, help="ONNX backbones: threads (0: every core)")
+    p.add_argument("--strict", action="store_true", help="unlabelled rows are an error (default: skipped, counted)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run_step=run_embeddings)
+
+    p = sub.add_parser("sequences", help="(N, T, E) windows per session and track, z-scored with the train stats")
+    p.add_argument("--frames", required=True, help="frame_table.parquet of facegraph data embeddings")
+    p.add_argument("--stats", help="feature_stats.npz (default beside --frames)")
+    p.add_argument("--labels", help="labels.json (default beside --frames)")
+    side = p.add_mutually_exclusive_group(required=True)
+    side.add_argument("--use-split-column", action="store_true", help="train/val from the manifest's split column")
+    side.add_argument("--sessions-train", help="comma list of training sessions (with --sessions-val)")
+    p.add_argument("--sessions-val", help="comma list of validation sessions")
+    p.add_argument("--T", dest="T", type=int, default=12, help="window length in frames (default 12)")
+    p.add_argument("--stride", type=int, default=4, help="frames between window starts (default 4)")
+    p.add_argument("--out-train", required=True, help="train.npz")
+    p.add_argument("--out-val", help="val.npz")
+    p.set_defaults(run_step=run_sequences)
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(args.run_step(args) or 0)
+
+
+def run_crops(args: argparse.Namespace) -> int:
+    from . import facedata
+
+    if args.images:
+        report = facedata.crops_from_images(
+            args.images, args.out, size=args.size, pattern=args.pattern or facedata.DEFAULT_PATTERN,
+            group_by=args.group_by, session_prefix=f"{args.session}_" if args.session else "",
+            val_split=args.val_split, folds=args.folds, fold=args.fold, seed=args.seed,
+            classes=_names(args.classes) or None, detect=args.detect, upscale=args.upscale)
+        how = (f"detected and ArcFace-aligned; {report.dropped} images without a face dropped" if args.detect
+               else "taken as face crops, resized; no detection")
+        print(f"{report.manifest}: {report.rows} crops in {report.sessions} sequences from {args.images} ({how})")
+        return 0
+    if not args.session:
+        raise TrainingError("--video needs --session NAME (the recording's name in the manifest)")
+    classes = _names(args.classes)
+    if len(classes) > 1:
+        raise TrainingError("--video --classes takes one label (the recording's expression); fill mixed labels in "
+                            "the manifest's label column")
+    report = facedata.crops_from_video(args.video, args.out, session=args.session, size=args.size,
+                                       label=classes[0] if classes else "", split=args.split, every=args.every,
+                                       max_frames=args.max_frames)
+    print(f"{report.manifest}: {report.rows} face crops of session '{args.session}' from {args.video}"
+          + ("" if classes else "; fill the label column before facegraph data embeddings"))
+    return 0
+
+
+def run_embeddings(args: argparse.Namespace) -> int:
+    import os
+
+    from . import facedata
+
+    out = Path(args.out)
+    crops = Path(args.crops)
+    report = facedata.embed_crops(
+        crops, args.manifest or crops / "manifest.csv", args.backbone, out,
+        stats_out=args.stats_out or out.parent / "feature_stats.npz",
+        labels_out=args.labels_out or out.parent / "labels.json", batch_size=args.batch_size,
+        providers=args.device if args.device != "auto" else "auto", strict=args.strict,
+        train_sessions=_names(args.train_sessions) or None, threads=args.threads or os.cpu_count() or 1,
+        progress=not args.no_progress, reuse=args.reuse)
+    skipped = f", {report.skipped} unlabelled rows skipped" if report.skipped else ""
+    print(f"{out}: {report.rows} embeddings of {report.dim}-D ({args.backbone}){skipped}; stats from "
+          f"{report.train_rows} training rows; {len(report.labels)} labels: {', '.join(report.labels)}")
+    return 0
+
+
+def run_sequences(args: argparse.Namespace) -> int:
+    from . import facedata
+
+    frames = Path(args.frames)
+    if args.sessions_train and not args.sessions_val and args.out_val:
+        raise TrainingError("--out-val needs --sessions-val (or use --use-split-column)")
+    report = facedata.make_sequences(
+        frames, args.stats or frames.parent / "feature_stats.npz", args.labels or frames.parent / "labels.json",
+        T=args.T, stride=args.stride, use_split_column=args.use_split_column,
+        sessions_train=_names(args.sessions_train) or None, sessions_val=_names(args.sessions_val) or None,
+        out_train=args.out_train, out_val=args.out_val)
+    for name in ("train", "val"):
+        if name in report:
+            r = report[name]
+            counts = ", ".join(f"{c} {n}" for c, n in zip(report["labels"], r["counts"], strict=True))
+            print(f"{r['path']}: {r['windows']} windows of T={report['T']}, E={report['E']} ({counts})")
+    return 0

@@ -31,6 +31,13 @@ PLUGGED = {
 }
 
 
+def _missing_dependency(command: str, package: str) -> Any:
+    def fail(args: argparse.Namespace) -> int:
+        raise UsageError(f"'facegraph {command}' needs the Python package '{package}', which is not installed")
+
+    return fail
+
+
 def plugged_commands() -> dict[str, tuple[str, str]]:
     """Subcommands other packages add under the ``facegraph.commands`` entry-point group (``name = "module"``).
 
@@ -366,7 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
         except ImportError as exc:
             if exc.name and exc.name.startswith("facegraph"):
                 continue
-            raise
+            if name in PLUGGED:
+                raise
+            # a plug-in whose own dependency is missing: the command says so when used; the others still work
+            p = sub.add_parser(name, help=f"(needs the Python package '{exc.name}')", add_help=False)
+            p.add_argument("rest", nargs=argparse.REMAINDER)
+            p.set_defaults(func=_missing_dependency(name, str(exc.name)))
+            continue
         except Exception as exc:  # a broken plug-in must not take the other commands down with it
             log.warning("command '%s' (%s) cannot load: %s: %s", name, module, type(exc).__name__, exc)
             continue

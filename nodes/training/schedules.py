@@ -6,7 +6,7 @@ import math
 
 import torch
 
-SCHEDULES = ("cosine", "step", "constant")
+from .config import SCHEDULES
 
 
 def lr_factor(step: int, *, schedule: str, total_steps: int, warmup_steps: int = 0, step_every: int = 1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .trainer import TrainConfig
+from .config import TrainConfig
 
 
 def add_trainer_arguments(p: argparse.ArgumentParser, **defaults: Any) -> None:

@@ -152,3 +152,27 @@ def test_missing_input_video_is_refused_before_any_worker(tmp_path, capsys):
     assert err == f"facegraph: {graph}:3: node 'cam' (decode): needs input '{missing}': no such file or folder " \
                   "(give one with --source)"
     assert main(["validate", str(graph)]) == 0  # the graph's own source ('sample') is there
+
+
+def test_every_command_builds_without_torch(tmp_path):
+    """A plain install has no torch: the CLI still works and the training commands say what they need."""
+    import subprocess
+    import sys
+
+    code = (
+        "import builtins, sys\n"
+        "real = builtins.__import__\n"
+        "def fake(name, *a, **k):\n"
+        "    if name.split('.')[0] in ('torch', 'sklearn', 'timm', 'ray', 'coremltools'):\n"
+        "        raise ImportError(f\"No module named '{name}'\", name=name)\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = fake\n"
+        "from facegraph.cli import main\n"
+        "print('validate', main(['validate', sys.argv[1]]))\n"
+        "print('train', main(['train', 'fer', '--data', sys.argv[2]]))\n"
+    )
+    graph = Path(__file__).resolve().parents[1] / "graphs" / "webcam_au.yaml"
+    out = subprocess.run([sys.executable, "-c", code, str(graph), str(tmp_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert "validate 0" in out.stdout and "train 2" in out.stdout, out.stdout + out.stderr
+    assert "needs PyTorch: pip install 'facegraph[train]'" in out.stderr

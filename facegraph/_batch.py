@@ -14,13 +14,11 @@ from __future__ import annotations
 import glob
 import json
 import os
-import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 from ._errors import FacegraphError, NodeFailure
 from ._graph import Graph
 from ._node import RunContext
+from ._osutil import sigterm_as_interrupt, unwritable_folder
 
 MANIFEST = "batch.jsonl"
 LIST_SUFFIXES = (".txt", ".lst", ".list")
@@ -349,13 +348,9 @@ def prepare(graph: Graph, sources: str | Path | Sequence[str | Path], opts: Batc
 
 
 def check_output(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".facegraph-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise BatchError(f"{path}: output folder cannot be written ({exc.strerror or exc})") from None
+    problem = unwritable_folder(path)
+    if problem:
+        raise BatchError(problem)
 
 
 def run_batch(
@@ -427,7 +422,7 @@ def _run_local(
     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="facegraph-batch")
     futures: dict[Future, BatchItem] = {pool.submit(one, item): item for item in todo}
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
@@ -461,23 +456,6 @@ def _collect_blocking(fut: Future, result: BatchResult) -> None:
             return
         except KeyboardInterrupt:  # a second Ctrl-C while a video closes: keep waiting, it is almost done
             continue
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a batch the way Ctrl-C does (the manifest then says which videos were interrupted)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 # ---- progress ------------------------------------------------------------------------------------------

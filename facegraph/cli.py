@@ -87,14 +87,12 @@ def load_graph(path: str, source: str | None = None, sets: list[str] | None = No
 
 
 def output_dir_for(graph: Graph, output: str | None) -> Path:
+    from ._osutil import unwritable_folder
+
     path = Path(output) if output else Path("facegraph-out") / graph.name
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".facegraph-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise UsageError(f"{path}: output folder cannot be written ({exc.strerror or exc})") from None
+    problem = unwritable_folder(path)
+    if problem:
+        raise UsageError(problem)
     return path
 
 
@@ -314,6 +312,16 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_placement_arguments(p: argparse.ArgumentParser) -> None:
+    """--placement, --costs, --explain: the same for ``run`` and ``bench``."""
+    p.add_argument("--placement", default="cost", choices=["cost", "separate"],
+                   help="process executor: place nodes by cost (default), or one worker per node")
+    p.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
+                   help="node costs for placement: declared (default), auto (what the previous run into this output "
+                   "folder measured, kept in its costs.json, else the declared ones), or a costs.json")
+    p.add_argument("--explain", action="store_true", help="print the placement and each node's cost")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facegraph", description="Streaming dataflow graphs for face analysis.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -331,12 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "2+ cores, inline when it has one); ray: one Ray task per video (with --batch)")
     p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
-    p.add_argument("--placement", default="cost", choices=["cost", "separate"],
-                   help="process executor: place nodes by cost (default), or one worker per node")
-    p.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
-                   help="node costs for placement: declared (default), auto (what the previous run into this output "
-                   "folder measured, kept in its costs.json, else the declared ones), or a costs.json")
-    p.add_argument("--explain", action="store_true", help="print the placement and each node's cost at the end")
+    add_placement_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     b = p.add_argument_group("many videos")
     b.add_argument("--batch", nargs="?", const="", metavar="FOLDER|LIST",

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import FacegraphError
+from ..cli import add_placement_arguments
 
 
 class BenchUsageError(FacegraphError):
@@ -32,12 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="folder for the sinks' files (default ./facegraph-out/<graph name>-bench/)")
     parser.add_argument("--max-in-flight", type=int, help="frames inside the graph at once")
     parser.add_argument("--quiet", action="store_true", help="no table on the terminal")
-    parser.add_argument("--placement", default="cost", choices=["cost", "separate"],
-                        help="process executor: place nodes by cost (default), or one worker per node")
-    parser.add_argument("--costs", default="declared", metavar="declared|auto|FILE",
-                        help="node costs for placement: declared (default), auto (those the previous bench of this "
-                        "graph measured, kept in the output folder's costs.json, else the declared ones), or a file")
-    parser.add_argument("--explain", action="store_true", help="print the placement and each node's cost")
+    add_placement_arguments(parser)
     parser.add_argument("--threads", type=int, metavar="N",
                         help="thread budget of each node under inline and in the sequential loop "
                         "(default: every usable core; 1 is a loop that leaves libraries single-threaded)")

@@ -27,6 +27,7 @@ import zmq
 
 from .._errors import NodeFailure
 from .._graph import Graph
+from .._osutil import sigterm_as_interrupt
 from .._ports import Packet
 from .._run import Result, RunOptions
 from .._stats import NodeStats, RunStats
@@ -44,29 +45,12 @@ _env_lock = threading.Lock()
 def execute_process(graph: Graph, options: RunOptions, stats: RunStats) -> Iterator[Result]:
     """Nodes in worker processes linked by shared-memory rings; same results as ``execute_inline``."""
     sup = Supervisor(graph, options, stats)
-    with _sigterm_as_interrupt():
+    with sigterm_as_interrupt():
         try:
             sup.start()
             yield from sup.results()
         finally:
             sup.shutdown()
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM takes the same clean path as Ctrl-C (only possible from the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
 
 
 class Supervisor:

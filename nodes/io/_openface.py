@@ -29,6 +29,7 @@ emb_0..emb_<D-1>, and lmk_x_i/lmk_y_i(/lmk_z_i) for landmark schemes other than 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 BASE = ("frame", "face_id", "timestamp", "confidence", "success")
@@ -55,26 +56,23 @@ def au_columns(names: list[str]) -> list[tuple[str, str]]:
     AUs OpenFace does not estimate (AU11, AU24 ...) follow in numeric order under the same
     ``AUxx_r`` naming; names that are no AU are dropped.
     """
-    by_norm = {}
-    for name in names:
-        norm = au_name(name)
-        if norm is not None and norm not in by_norm:
-            by_norm[norm] = name
-    known = [n for n in AU_INTENSITY if n in by_norm]
-    others = sorted((n for n in by_norm if n not in AU_INTENSITY), key=lambda n: int(n[2:]))
-    return [(f"{n}_r", by_norm[n]) for n in known + others]
+    return _columns(names, AU_INTENSITY, "_r")
 
 
 def presence_columns(names: list[str]) -> list[tuple[str, str]]:
     """(column, packet AU name) for the presences a packet names, in OpenFace's order (AU28 included)."""
-    by_norm = {}
+    return _columns(names, AU_PRESENCE, "_c")
+
+
+def _columns(names: list[str], order: Sequence[str], suffix: str) -> list[tuple[str, str]]:
+    by_norm: dict[str, str] = {}
     for name in names:
         norm = au_name(name)
         if norm is not None and norm not in by_norm:
             by_norm[norm] = name
-    known = [n for n in AU_PRESENCE if n in by_norm]
-    others = sorted((n for n in by_norm if n not in AU_PRESENCE), key=lambda n: int(n[2:]))
-    return [(f"{n}_c", by_norm[n]) for n in known + others]
+    known = [n for n in order if n in by_norm]
+    others = sorted((n for n in by_norm if n not in order), key=lambda n: int(n[2:]))
+    return [(f"{n}{suffix}", by_norm[n]) for n in known + others]
 
 
 def precision(column: str) -> int | None:

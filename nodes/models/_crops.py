@@ -7,6 +7,7 @@ scaled by ``scale`` (default 1/255) and normalised by ``mean``/``std``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,13 +74,11 @@ def prepare(images: np.ndarray, spec: CropSpec) -> np.ndarray:
     images = np.asarray(images)
     n = len(images)
     out = np.empty((n, spec.size, spec.size, spec.channels), np.float32)
-    matrices: dict[int, np.ndarray] = {}
     for i, img in enumerate(images):
         side = img.shape[0]
         if spec.template is not None and side == img.shape[1] and (side % 112 == 0 or side % 128 == 0):
-            if side not in matrices:  # reframe at the crop's own size, then shrink with area averaging below
-                matrices[side] = spec.crop_matrix(side) * (side / spec.size)
-            img = cv2.warpAffine(img, matrices[side], (side, side), flags=cv2.INTER_LINEAR,
+            # reframe at the crop's own size, then shrink with area averaging below
+            img = cv2.warpAffine(img, _reframe_matrix(spec, side), (side, side), flags=cv2.INTER_LINEAR,
                                  borderMode=cv2.BORDER_REPLICATE)
         if img.shape[0] != spec.size or img.shape[1] != spec.size:
             shrink = img.shape[0] > spec.size
@@ -93,6 +92,12 @@ def prepare(images: np.ndarray, spec: CropSpec) -> np.ndarray:
     out -= np.asarray(spec.mean, np.float32)
     out /= np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+@functools.lru_cache(maxsize=16)
+def _reframe_matrix(spec: CropSpec, side: int) -> np.ndarray:
+    """ArcFace crop (side²) → the training framing at the same side; worked out once per model and crop size."""
+    return spec.crop_matrix(side) * (side / spec.size)
 
 
 def to_bgr_uint8(images: np.ndarray, color: str = "rgb", value_range: Sequence[float] = (0.0, 1.0)) -> np.ndarray:

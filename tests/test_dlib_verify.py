@@ -11,9 +11,10 @@ SHARED = SHARED_DATA / "identities" / "glint24"
 
 
 def _has_dlib() -> bool:
-    from facegraph.nodes.models import _dlib
+    """Installed, judged without the code under test (so a loader that cannot find its weights fails)."""
+    import importlib.util
 
-    return not _dlib.missing()
+    return all(importlib.util.find_spec(name) is not None for name in ("dlib", "face_recognition_models"))
 
 
 needs_dlib = pytest.mark.skipif(not _has_dlib(), reason="needs the [dlib] extra (pip install 'facegraph[dlib]')")
@@ -72,3 +73,18 @@ def test_dlib_requirement_is_one_line(monkeypatch):
                                                    f"{_dlib.INSTALL}"])
     (line,) = Embed.requirements({"model": "dlib"})
     assert "pip install 'facegraph[dlib]'" in line
+
+
+@needs_dlib
+def test_dlib_loads_without_pkg_resources(monkeypatch):
+    """face-recognition-models' __init__ imports pkg_resources, which new setuptools no longer ships: a fresh
+    `pip install -e ".[dlib]"` could not import it. The weights are found without importing the package."""
+    import sys
+
+    from facegraph.nodes.models import _dlib
+
+    monkeypatch.setitem(sys.modules, "pkg_resources", None)  # `import pkg_resources` now raises ImportError
+    monkeypatch.delitem(sys.modules, "face_recognition_models", raising=False)
+    assert _dlib.missing() == []
+    embedder = _dlib.DlibEmbedder()
+    assert embedder.dim == 128

@@ -16,6 +16,7 @@ only weakly, the shape strongly (``benchmarks/README.md`` has the figures).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,13 +38,35 @@ def is_dlib(spec: Any) -> bool:
     return str(spec).lower() in (*NAMES, *SHAPE_NAMES)
 
 
+#: the weight files inside face-recognition-models' package folder
+WEIGHTS = {
+    "five": "shape_predictor_5_face_landmarks.dat",
+    "sixty_eight": "shape_predictor_68_face_landmarks.dat",
+    "descriptor": "dlib_face_recognition_resnet_model_v1.dat",
+}
+
+
+def weights_dir() -> Path | None:
+    """face-recognition-models' ``models`` folder, found without importing the package: its ``__init__`` needs
+    ``pkg_resources``, which new setuptools releases no longer ship (a fresh venv then cannot import it)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("face_recognition_models")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        folder = Path(root) / "models"
+        if all((folder / name).is_file() for name in WEIGHTS.values()):
+            return folder
+    return None
+
+
 def missing() -> list[str]:
-    """Requirement lines: empty when dlib and its weights are importable."""
+    """Requirement lines: empty when dlib and its weights are installed."""
     try:
         import dlib  # noqa: F401
-        import face_recognition_models  # noqa: F401
     except ImportError:
         return [f"backbone dlib needs dlib and face-recognition-models: {INSTALL}"]
+    if weights_dir() is None:
+        return [f"backbone dlib needs face-recognition-models' weight files: {INSTALL}"]
     return []
 
 
@@ -57,14 +80,15 @@ class DlibEmbedder:
         if framing not in FRAMINGS:
             raise ModelError(f"dlib backbone: framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
         import dlib
-        import face_recognition_models as frm
 
+        folder = weights_dir()
+        assert folder is not None  # missing() said so otherwise
         self._dlib = dlib
         self.framing = framing
         self.jitters = int(jitters)
-        self.shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self.net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
-        self.shape68 = dlib.shape_predictor(frm.pose_predictor_model_location()) if shape68 else None
+        self.shape = dlib.shape_predictor(str(folder / WEIGHTS["five"]))
+        self.net = dlib.face_recognition_model_v1(str(folder / WEIGHTS["descriptor"]))
+        self.shape68 = dlib.shape_predictor(str(folder / WEIGHTS["sixty_eight"])) if shape68 else None
         self.name = "dlib_resnet_v1+shape68" if shape68 else "dlib_resnet_v1"
         self.dim = DIM + (136 if shape68 else 0)
 

@@ -52,6 +52,8 @@ class AU(Node):
                              "conventions before the fit (a fixed table): MAE −0.01…−0.04, r −0.01…−0.02 held out")
     gaze = Param(bool, True, doc="openface: also OpenFace's gaze (gaze_0/1, gaze_angle) from mediapipe's iris model; "
                  "needs the pose input")
+    gaze_every = Param(int, 1, ge=1, doc="openface: run the iris model on every k-th frame of a track; between, "
+                       "each pupil keeps its place relative to the eye corners (the iris model is 2 runs per face)")
     max_fit_error = Param(float, 0.08, ge=0.0,
                           doc="openface: PDM fit RMS error / face size above which the face is not read")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, tensorrt, coreml")
@@ -166,6 +168,7 @@ class AU(Node):
         self._offline: bool | None = None
         self._done: list[tuple] = []  # finished people's post-processed rows
         self._gaze = None
+        self._eyes: dict[int, tuple[int, np.ndarray]] = {}  # track → (tick of the iris model's run, pupils' eye coords)
         if self.gaze:
             from ._gaze import Gaze
 
@@ -249,12 +252,36 @@ class AU(Node):
             read = np.flatnonzero(success)
             if len(read):
                 h, w = image.shape[:2]
-                pupils = self._gaze.pupils(image, points[read])
+                pupils = self._pupils(image, points[read], [keys[i] for i in read], tracks is not None)
                 v, a = self._gaze.vectors(pupils, pose.rotation[read], pose.translation[read], (w, h))
                 vec[read], ang[read] = v, a
             out["gaze"], out["gaze_angle"] = vec, ang
         if tracks is not None:
             out["track_id"] = np.asarray(tracks, np.int32)
+        return out
+
+    def _pupils(self, image: np.ndarray, points: np.ndarray, keys: list[int], tracked: bool) -> np.ndarray:
+        """Pupils (N, 2, 2): from the iris model on a track's every ``gaze_every``-th frame, else carried along
+        with the eye corners from the track's last model run."""
+        from ._gaze import eye_coords, from_eye_coords
+
+        pts = np.asarray(points, np.float64)[..., :2]
+        if self.gaze_every <= 1 or not tracked:
+            return self._gaze.pupils(image, pts)
+        out = np.empty((len(pts), 2, 2))
+        fresh = []
+        for k, key in enumerate(keys):
+            state = self._eyes.get(key)
+            if state is not None and self._tick - state[0] < self.gaze_every:
+                out[k] = from_eye_coords(state[1][None], pts[k:k + 1])[0]
+            else:
+                fresh.append(k)
+        if fresh:
+            got = self._gaze.pupils(image, pts[fresh])
+            out[fresh] = got
+            coords = eye_coords(got, pts[fresh])
+            for j, k in enumerate(fresh):
+                self._eyes[keys[k]] = (self._tick, coords[j])
         return out
 
     def _read_face(self, image: np.ndarray, points: np.ndarray, shift: bool = False) -> np.ndarray | None:
@@ -277,6 +304,7 @@ class AU(Node):
         stale = [k for k, t in self._seen.items() if self._tick - t > horizon]
         for key in stale:
             del self._seen[key]
+            self._eyes.pop(key, None)
             person = self._people.pop(key, None)
             if person is not None and self._offline:
                 self._finish(key, person)

@@ -195,6 +195,7 @@ class Fit:
     local: np.ndarray
     rms: float
     iterations: int
+    centre: np.ndarray | None = None  # bounding-box centre of the points fitted (moves a warm start with the face)
 
     @property
     def params_global(self) -> np.ndarray:
@@ -225,8 +226,13 @@ class Pdm:
         """Weak-perspective 2-D points (68, 2)."""
         return scale * self.shape3d(local) @ _rotation(rotation)[:2].T + translation
 
-    def fit(self, points: np.ndarray, rotation: np.ndarray | None = None, max_iter: int = 1000) -> Fit:
-        """CalcParams: the global and local parameters that best explain the 2-D points (68, 2)."""
+    def fit(self, points: np.ndarray, rotation: np.ndarray | None = None, max_iter: int = 1000,
+            init: Fit | None = None) -> Fit:
+        """CalcParams: the global and local parameters that best explain the 2-D points (68, 2).
+
+        ``init``: start from this fit (the same face's previous frame) instead of the bounding-box guess: the same
+        optimum in about half the steps, since the stop rule then only waits out its 5 steps without gain.
+        """
         pts = np.asarray(points, np.float64)[:, :2]
         target = np.concatenate([pts[:, 0], pts[:, 1]])  # OpenFace's layout: all x, then all y
         n, m = self.n, self.components.shape[1]
@@ -236,6 +242,10 @@ class Pdm:
         rot = np.zeros(3) if rotation is None else np.asarray(rotation, np.float64).copy()
         trans = (lo + hi) / 2.0
         local = np.zeros(m)
+        if init is not None:
+            scale, rot = float(init.scale), np.asarray(init.rotation, np.float64).copy()
+            trans = np.asarray(init.translation, np.float64) + ((lo + hi) / 2.0 - init.centre)
+            local = np.asarray(init.local, np.float64).copy()
         reg = np.zeros(6 + m)
         reg[6:] = 1.0 / self.eigenvalues
         reg_diag = np.diag(reg)
@@ -282,7 +292,7 @@ class Pdm:
                     error = new_error
                     break
             error = new_error
-        return Fit(float(scale), rot, trans, local, error / np.sqrt(n), it)
+        return Fit(float(scale), rot, trans, local, error / np.sqrt(n), it, (lo + hi) / 2.0)
 
 
 # ---------------------------------------------------------------------------------------------- alignment
@@ -508,9 +518,10 @@ class OpenFaceModels:
         self.svm = ModelSet.build(svm, PRESENCE_AUS)
         self.any_dynamic = bool(self.svr.dynamic.any() or self.svm.dynamic.any())
 
-    def features(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, Fit, np.ndarray]:
-        """(4702 features, the PDM fit, the aligned face) of one face."""
-        fit = self.pdm.fit(points)
+    def features(self, image: np.ndarray, points: np.ndarray,
+                 init: Fit | None = None) -> tuple[np.ndarray, Fit, np.ndarray]:
+        """(4702 features, the PDM fit, the aligned face) of one face (``init``: a warm start, see ``Pdm.fit``)."""
+        fit = self.pdm.fit(points, init=init)
         face = self.aligner.align(image, points, fit.translation)
         hog = _fhog.descriptor(_fhog.fhog(face))
         geom = np.concatenate([self.pdm.components @ fit.local, fit.local])

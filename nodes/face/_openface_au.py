@@ -244,7 +244,8 @@ class Pdm:
         local = np.zeros(m)
         if init is not None:
             scale, rot = float(init.scale), np.asarray(init.rotation, np.float64).copy()
-            trans = np.asarray(init.translation, np.float64) + ((lo + hi) / 2.0 - init.centre)
+            moved = 0.0 if init.centre is None else (lo + hi) / 2.0 - init.centre
+            trans = np.asarray(init.translation, np.float64) + moved
             local = np.asarray(init.local, np.float64).copy()
         reg = np.zeros(6 + m)
         reg[6:] = 1.0 / self.eigenvalues

@@ -111,8 +111,8 @@ def _spread(n: int, cells: int, cell: int) -> np.ndarray:
     """(cells + 2, n) bilinear weights of pixels 1 … n onto the padded cell grid (cell centres at (i + 0.5)·cell − 0.5).
 
     dlib adds each pixel's vote to the 4 nearest cells with weights (1 − v)·(1 − u) …; along one axis that is
-    this matrix, so the whole histogram is ``Wy · votes · Wxᵀ`` per orientation: two matrix products instead of
-    a scatter per pixel.
+    this matrix, so once the votes are spread across the columns (``_pairs``, one bincount) the rows take one
+    matrix product instead of a scatter per pixel.
     """
     pos = (np.arange(1, n + 1) + 0.5) / cell - 0.5
     i = np.floor(pos).astype(np.int64)
@@ -123,6 +123,18 @@ def _spread(n: int, cells: int, cell: int) -> np.ndarray:
     np.add.at(w, (i + 2, cols), v)
     w.setflags(write=False)
     return w
+
+
+@lru_cache(maxsize=8)
+def _pairs(n: int, cells: int, cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two non-zero rows of ``_spread``'s columns: (cell index, weight), each (2, n)."""
+    pos = (np.arange(1, n + 1) + 0.5) / cell - 0.5
+    i = np.floor(pos).astype(np.int64)
+    v = pos - i
+    col, wgt = np.stack([i + 1, i + 2]), np.stack([1.0 - v, v])
+    col.setflags(write=False)
+    wgt.setflags(write=False)
+    return col, wgt
 
 
 def fhog(image: np.ndarray, cell: int = 8) -> np.ndarray:
@@ -136,12 +148,13 @@ def fhog(image: np.ndarray, cell: int = 8) -> np.ndarray:
         orient = best + 9 * (np.take_along_axis(dots, best[..., None], -1)[..., 0] < 0)
     mag = np.sqrt((gx * gx + gy * gy).astype(np.float64))
     h, w = mag.shape
-    votes = np.zeros((h, w, 18))  # each pixel's magnitude in its orientation's plane
-    np.put_along_axis(votes, orient[..., None], mag[..., None], axis=2)
-    wy, wx = _spread(h, cells_r, cell), _spread(w, cells_c, cell)
-    rows = (wy @ votes.reshape(h, w * 18)).reshape(cells_r + 2, w, 18)  # spread down the rows
-    cols = wx @ np.ascontiguousarray(rows.transpose(1, 0, 2)).reshape(w, -1)  # then across the columns
-    hist = cols.reshape(cells_c + 2, cells_r + 2, 18).transpose(1, 0, 2)
+    # across the columns first: each pixel votes into its 2 nearest cell columns of its own pixel row (one bincount
+    # into (h, cells_c + 2, 18)), then down the rows as one matrix product
+    col, wgt = _pairs(w, cells_c, cell)  # (2, w) cell column and weight of each pixel column
+    width = cells_c + 2
+    idx = (np.arange(h)[None, :, None] * width + col[:, None, :]) * 18 + orient[None]
+    across = np.bincount(idx.ravel(), (wgt[:, None, :] * mag[None]).ravel(), minlength=h * width * 18)
+    hist = (_spread(h, cells_r, cell) @ across.reshape(h, width * 18)).reshape(cells_r + 2, width, 18)
     return _features(hist)
 
 

@@ -359,3 +359,81 @@ def test_static_models_for_a_single_image():
                           "frame": {"image": cv2.imread(str(path))}}, source=str(path))["aus"]
     assert node._static_mode is True and out["success"].tolist() == [1]
     assert np.all((out["intensity"] >= 0) & (out["intensity"] <= 5)) and "revise" not in out
+
+
+# ---------------------------------------------------------------------------------------------- speed-ups
+
+
+def test_fhog_of_a_float_image_takes_the_dot_product_path():
+    crop = _crops()[0]
+    np.testing.assert_allclose(_fhog.fhog(crop.astype(np.float32)), _fhog.fhog(crop), atol=1e-6)
+
+
+def test_running_median_jumps_across_empty_bins():
+    rng = np.random.default_rng(5)
+    med = oa.RunningMedian(40, oa.HOG_BINS, *oa.HOG_RANGE)
+    for n in range(1, 60):  # values spread over the whole range: sparse histograms, long jumps both ways
+        x = rng.uniform(-0.01, 1.01, 40) if n % 7 else np.full(40, 0.5)
+        got = med.update(x)
+        if n > 1:
+            np.testing.assert_allclose(got, med.brute_force())
+
+
+def test_pdm_fit_warm_start_lands_on_the_same_fit(models):
+    pdm = models.pdm
+    rng = np.random.default_rng(4)
+    local = rng.standard_normal(34) * np.sqrt(pdm.eigenvalues) * 0.4
+    first = pdm.fit(pdm.project(2.0, np.array([0.05, 0.2, 0.0]), np.array([300.0, 220.0]), local))
+    moved = pdm.project(2.05, np.array([0.07, 0.25, 0.02]), np.array([310.0, 225.0]), local * 0.9)
+    cold, warm = pdm.fit(moved), pdm.fit(moved, init=first)
+    assert warm.iterations < cold.iterations
+    np.testing.assert_allclose(warm.params_global, cold.params_global, atol=2e-3)
+    np.testing.assert_allclose(pdm.components @ warm.local, pdm.components @ cold.local, atol=0.05)
+
+
+def test_small_rotation_is_the_svd_polar_factor():
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        w = rng.normal(0, 0.3, 3)
+        m = np.array([[1.0, -w[2], w[1]], [w[2], 1.0, -w[0]], [-w[1], w[0], 1.0]])
+        u, _, vt = np.linalg.svd(m)
+        np.testing.assert_allclose(oa._small_rotation(w), u @ vt, atol=1e-12)
+
+
+def test_pupils_follow_the_eye_corners_between_iris_runs():
+    from facegraph.nodes.face._gaze import eye_coords, from_eye_coords
+
+    rng = np.random.default_rng(3)
+    pts = rng.uniform(100, 300, (2, 68, 2))
+    pupils = rng.uniform(100, 300, (2, 2, 2))
+    np.testing.assert_allclose(from_eye_coords(eye_coords(pupils, pts), pts), pupils, atol=1e-9)
+    a = np.array([[0.8, -0.6], [0.6, 0.8]]) * 1.3  # the head turns in the image plane, comes closer and moves
+    moved = pts @ a.T + [15.0, -4.0]
+    np.testing.assert_allclose(from_eye_coords(eye_coords(pupils, pts), moved), pupils @ a.T + [15.0, -4.0], atol=1e-9)
+
+
+def test_gaze_every_runs_the_iris_model_on_every_kth_frame(models, monkeypatch):
+    import facegraph.nodes.face._gaze as gz
+    from facegraph.nodes.face.au import AU
+
+    from facegraph.testing import run_node_frames
+
+    pts = models.pdm.project(2.2, np.array([0.0, 0.1, 0.0]), np.array([320.0, 240.0]), np.zeros(34))
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    frames = [{"landmarks": {"points": (pts + k)[None].astype(np.float32), "track_id": np.array([7], np.int32)},
+               "frame": {"image": image},
+               "pose": {"rotation": np.zeros((1, 3), np.float32), "translation": np.array([[0, 0, 600]], np.float32)}}
+              for k in range(7)]
+    calls = []
+
+    def pupils(self, image, points):  # the iris model, counted: a point on each upper lid as the pupil
+        calls.append(len(points))
+        return np.asarray(points, np.float64)[:, [37, 43], :2]
+
+    monkeypatch.setattr(gz.Gaze, "pupils", pupils)
+    node = AU(backend="openface", model=str(_folder()), gaze=True, gaze_every=3, postprocess="off")
+    outs = run_node_frames(node, frames, source="clip.mp4")
+    assert calls == [1, 1, 1]  # frames 0, 3, 6
+    assert all(o["aus"]["success"].tolist() == [1] and np.isfinite(o["aus"]["gaze"]).all() for o in outs)
+    # between runs the pupils moved with the face: frame 1's gaze is frame 0's model run carried 1 px along
+    np.testing.assert_allclose(outs[1]["aus"]["gaze"], outs[0]["aus"]["gaze"], atol=0.02)

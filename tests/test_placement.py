@@ -209,7 +209,8 @@ def face_graph() -> Graph:
     return Graph.load(__import__("pathlib").Path(__file__).parent.parent / "graphs" / "webcam_au.yaml")
 
 
-def test_display_without_a_screen_costs_nothing(monkeypatch):
+def test_display_without_a_screen_costs_nothing(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path))  # no OpenFace models: au's auto backend is geometry
     g = face_graph()
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -224,7 +225,8 @@ def test_display_without_a_screen_costs_nothing(monkeypatch):
     assert next(w for w in place(g, cores=2) if "screen" in w.nodes).costs["screen"][0] > 0
 
 
-def test_default_au_graph_places_by_declared_costs(monkeypatch):
+def test_default_au_graph_places_by_declared_costs(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEGRAPH_MODELS", str(tmp_path))  # no OpenFace models: au's auto backend is geometry
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr("sys.platform", "linux")

@@ -53,6 +53,34 @@ def ray_sphere(direction: np.ndarray, centre: np.ndarray, radius: float) -> np.n
     return t * direction
 
 
+def eye_coords(pupils: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Pupils (N, 2, 2) in each eye's own frame: (along, across) the corner-to-corner line, in corner distances.
+
+    A pupil kept this way follows the eye corners when the head moves (``from_eye_coords``), so the iris model
+    need not run on every frame of a live stream.
+    """
+    out = np.empty((len(points), 2, 2))
+    for e, (i, j) in enumerate(EYES):
+        a, b = points[:, i, :2], points[:, j, :2]
+        d = b - a
+        norm2 = np.maximum((d * d).sum(1), 1e-9)
+        rel = pupils[:, e] - (a + b) / 2
+        out[:, e, 0] = (rel * d).sum(1) / norm2
+        out[:, e, 1] = (rel[:, 1] * d[:, 0] - rel[:, 0] * d[:, 1]) / norm2
+    return out
+
+
+def from_eye_coords(coords: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The inverse of ``eye_coords`` for the eye corners of ``points`` (N, 68, 2)."""
+    out = np.empty((len(points), 2, 2))
+    for e, (i, j) in enumerate(EYES):
+        a, b = points[:, i, :2], points[:, j, :2]
+        d = b - a
+        perp = np.stack([-d[:, 1], d[:, 0]], 1)
+        out[:, e] = (a + b) / 2 + coords[:, e, :1] * d + coords[:, e, 1:] * perp
+    return out
+
+
 class Gaze:
     """Per face: the two gaze vectors (2, 3), the two angles, and the pupils (2, 2) in frame pixels."""
 

@@ -29,6 +29,7 @@ OpenFace's ``lib/local/FaceAnalyser/AU_predictors``; never bundled.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,9 +154,10 @@ def model_files(index_names: tuple[str, ...] = ("AU_all_best.txt", "AU_all_stati
 
 
 def _rotation(euler: np.ndarray) -> np.ndarray:
-    """R = Rx(a) · Ry(b) · Rz(c), OpenFace's Euler2RotationMatrix."""
-    s1, s2, s3 = np.sin(euler)
-    c1, c2, c3 = np.cos(euler)
+    """R = Rx(a) · Ry(b) · Rz(c), OpenFace's Euler2RotationMatrix (scalar math: numpy's per-call cost dominates 3×3)."""
+    a, b, c = (float(v) for v in euler)
+    s1, s2, s3 = math.sin(a), math.sin(b), math.sin(c)
+    c1, c2, c3 = math.cos(a), math.cos(b), math.cos(c)
     return np.array([
         [c2 * c3, -c2 * s3, s2],
         [c1 * s3 + c3 * s1 * s2, c1 * c3 - s1 * s2 * s3, -c2 * s1],
@@ -164,8 +166,23 @@ def _rotation(euler: np.ndarray) -> np.ndarray:
 
 
 def _euler(rot: np.ndarray) -> np.ndarray:
-    return np.array([np.arctan2(-rot[1, 2], rot[2, 2]), np.arcsin(np.clip(rot[0, 2], -1.0, 1.0)),
-                     np.arctan2(-rot[0, 1], rot[0, 0])])
+    (r00, r01, r02), (_, _, r12), (_, _, r22) = rot.tolist()
+    return np.array([math.atan2(-r12, r22), math.asin(min(max(r02, -1.0), 1.0)), math.atan2(-r01, r00)])
+
+
+def _small_rotation(w: np.ndarray) -> np.ndarray:
+    """The rotation nearest I + [w]× (its polar factor, what OpenFace takes from an SVD), in closed form.
+
+    For a skew W, (I + W)ᵀ(I + W) = I − W², whose inverse square root is 1 along w and (1 + |w|²)^−½ across it.
+    """
+    wx, wy, wz = (float(v) for v in w)
+    t2 = wx * wx + wy * wy + wz * wz
+    m = np.array([[1.0, -wz, wy], [wz, 1.0, -wx], [-wy, wx, 1.0]])
+    if t2 < 1e-300:
+        return m
+    k = 1.0 / math.sqrt(1.0 + t2)
+    n = np.array([wx, wy, wz]) / math.sqrt(t2)
+    return m @ (k * np.eye(3) + (1.0 - k) * np.outer(n, n))
 
 
 @dataclass
@@ -178,6 +195,7 @@ class Fit:
     local: np.ndarray
     rms: float
     iterations: int
+    centre: np.ndarray | None = None  # bounding-box centre of the points fitted (moves a warm start with the face)
 
     @property
     def params_global(self) -> np.ndarray:
@@ -208,8 +226,13 @@ class Pdm:
         """Weak-perspective 2-D points (68, 2)."""
         return scale * self.shape3d(local) @ _rotation(rotation)[:2].T + translation
 
-    def fit(self, points: np.ndarray, rotation: np.ndarray | None = None, max_iter: int = 1000) -> Fit:
-        """CalcParams: the global and local parameters that best explain the 2-D points (68, 2)."""
+    def fit(self, points: np.ndarray, rotation: np.ndarray | None = None, max_iter: int = 1000,
+            init: Fit | None = None) -> Fit:
+        """CalcParams: the global and local parameters that best explain the 2-D points (68, 2).
+
+        ``init``: start from this fit (the same face's previous frame) instead of the bounding-box guess: the same
+        optimum in about half the steps, since the stop rule then only waits out its 5 steps without gain.
+        """
         pts = np.asarray(points, np.float64)[:, :2]
         target = np.concatenate([pts[:, 0], pts[:, 1]])  # OpenFace's layout: all x, then all y
         n, m = self.n, self.components.shape[1]
@@ -219,6 +242,11 @@ class Pdm:
         rot = np.zeros(3) if rotation is None else np.asarray(rotation, np.float64).copy()
         trans = (lo + hi) / 2.0
         local = np.zeros(m)
+        if init is not None:
+            scale, rot = float(init.scale), np.asarray(init.rotation, np.float64).copy()
+            moved = 0.0 if init.centre is None else (lo + hi) / 2.0 - init.centre
+            trans = np.asarray(init.translation, np.float64) + moved
+            local = np.asarray(init.local, np.float64).copy()
         reg = np.zeros(6 + m)
         reg[6:] = 1.0 / self.eigenvalues
         reg_diag = np.diag(reg)
@@ -255,10 +283,7 @@ class Pdm:
                 break
             scale += delta[0]
             trans = trans + delta[4:6]
-            wx, wy, wz = delta[1:4]
-            small = np.array([[1.0, -wz, wy], [wz, 1.0, -wx], [-wy, wx, 1.0]])
-            u, _, vt = np.linalg.svd(small)
-            rot = _euler(rmat @ (u @ vt))
+            rot = _euler(rmat @ _small_rotation(delta[1:4]))
             local = local + delta[6:]
             rmat, shape, res = evaluate(scale, rot, trans, local)
             new_error = float(np.sqrt((res**2).sum()))
@@ -268,7 +293,7 @@ class Pdm:
                     error = new_error
                     break
             error = new_error
-        return Fit(float(scale), rot, trans, local, error / np.sqrt(n), it)
+        return Fit(float(scale), rot, trans, local, error / np.sqrt(n), it, (lo + hi) / 2.0)
 
 
 # ---------------------------------------------------------------------------------------------- alignment
@@ -383,23 +408,48 @@ class RunningMedian:
         else:
             self.below += b < self.bin
             cutoff = (self.count + 1) // 2
-            while True:  # walk each median bin until below < cutoff <= below + hist[bin]
+            while True:  # move each median bin until below < cutoff <= below + hist[bin]
                 down = self.below >= cutoff
                 up = ~down & (self.below + self.hist[rows, self.bin] < cutoff)
                 if not (down.any() or up.any()):
                     break
-                if down.any():
+                if down.any():  # to the nearest non-empty bin below (the median moves by one sample at most)
                     r = rows[down]
-                    self.bin[r] -= 1
+                    self.bin[r] = self._nonempty(r, self.bin[r] - 1, -1)
                     self.below[r] -= self.hist[r, self.bin[r]]
                 if up.any():
                     r = rows[up]
                     self.below[r] += self.hist[r, self.bin[r]]
-                    self.bin[r] += 1
+                    self.bin[r] = self._nonempty(r, self.bin[r] + 1, 1)
             self.value = self.lo + (self.bin + 0.5) * self.width
         if self.floor is not None:
             self.value = np.maximum(self.value, self.floor)
         return self.value
+
+    def _nonempty(self, rows: np.ndarray, start: np.ndarray, step: int, window: int = 16) -> np.ndarray:
+        """Per row, the first bin from ``start`` on (step +1 up, −1 down) that holds a sample.
+
+        Looks ``window`` bins ahead at once; rows with nothing there (sparse early histograms) scan their whole
+        remaining row. A row with no sample that way keeps the last bin in range (cannot happen while the walk's
+        invariant holds; the clip only keeps indices valid).
+        """
+        offs = np.arange(window) * step
+        idx = np.clip(start[:, None] + offs, 0, self.bins - 1)
+        hit = self.hist[rows[:, None], idx] > 0
+        found = hit.any(1)
+        out = idx[np.arange(len(rows)), hit.argmax(1)]
+        miss = np.flatnonzero(~found)
+        if len(miss):  # the rest of each such row at once
+            s = np.clip(start[miss] + window * step, 0, self.bins - 1)
+            cols = np.arange(self.bins)
+            beyond = (cols >= s[:, None]) if step > 0 else (cols <= s[:, None])
+            cand = (self.hist[rows[miss]] > 0) & beyond
+            if step > 0:
+                j = np.where(cand.any(1), cand.argmax(1), self.bins - 1)
+            else:
+                j = np.where(cand.any(1), self.bins - 1 - cand[:, ::-1].argmax(1), 0)
+            out[miss] = j
+        return out
 
     def _halve(self) -> None:
         self.hist //= 2
@@ -469,9 +519,10 @@ class OpenFaceModels:
         self.svm = ModelSet.build(svm, PRESENCE_AUS)
         self.any_dynamic = bool(self.svr.dynamic.any() or self.svm.dynamic.any())
 
-    def features(self, image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, Fit, np.ndarray]:
-        """(4702 features, the PDM fit, the aligned face) of one face."""
-        fit = self.pdm.fit(points)
+    def features(self, image: np.ndarray, points: np.ndarray,
+                 init: Fit | None = None) -> tuple[np.ndarray, Fit, np.ndarray]:
+        """(4702 features, the PDM fit, the aligned face) of one face (``init``: a warm start, see ``Pdm.fit``)."""
+        fit = self.pdm.fit(points, init=init)
         face = self.aligner.align(image, points, fit.translation)
         hog = _fhog.descriptor(_fhog.fhog(face))
         geom = np.concatenate([self.pdm.components @ fit.local, fit.local])

@@ -1,0 +1,188 @@
+"""Training samples from a teacher: an OpenFace CSV paired with its video, turned into the HDF5 layout.
+
+Each frame the teacher read gives one sample: the face aligned to a 112×112 ArcFace-style
+crop (zoomed out by 0.8 so the chin fits) from five points of the teacher's own 68 landmarks (eye centres, nose tip, mouth
+corners: the points a face detector gives, so the graph can make the same crop from a
+detection), the landmarks moved into that crop, and OpenFace's PDM global parameters moved
+into it exactly: OpenFace projects ``x = s·R[:2]·X + t``, so a similarity ``A = c·Q`` with
+offset ``b`` gives ``s' = c·s``, ``R' = Q₃·R`` and ``t' = c·Q·t + b`` (local parameters and
+AUs do not change). ``hog_features`` is FHOG of OpenFace's own 112×112 alignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..face import _fhog
+from ..face._align import openface_matrix, transform_points, warp_crops
+from ..face._openface_au import _euler, _rotation
+from ..io import _openface as of
+from .errors import TrainingError
+from .h5data import SIZE
+
+GLOBAL = ("p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty")
+LOCAL = tuple(f"p_{i}" for i in range(34))
+
+
+@dataclass
+class TeacherReport:
+    frames: int = 0
+    samples: int = 0
+    failed: int = 0  # the teacher found no face (success 0)
+    low_quality: int = 0  # below --min-confidence
+    no_row: int = 0  # a video frame the CSV does not mention
+
+
+def five_from_68(points: np.ndarray) -> np.ndarray:
+    """ArcFace's five points from iBUG 68 (one face): eye centres, nose tip, mouth corners."""
+    p = np.asarray(points, np.float64)[:, :2]
+    return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
+
+
+#: the ArcFace template shrunk about the crop's centre, so the jaw and chin (outside ArcFace's crop) fit
+ZOOM = 0.8
+
+
+def crop_template(size: int = SIZE) -> np.ndarray:
+    """Where the five points sit in the nets' crop: ArcFace's template × :data:`ZOOM` about the centre."""
+    from ..face._align import arcface_template
+
+    return (arcface_template(112) - 56.0) * ZOOM * size / 112.0 + size / 2.0
+
+
+def crop_matrix_from_kps(kps: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Frame → crop similarity from five points (a detector's keypoints or :func:`five_from_68`)."""
+    from ..face._align import umeyama
+
+    return umeyama(np.asarray(kps, np.float64)[:5, :2], crop_template(size))
+
+
+def crop_matrix(points68: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Frame → crop similarity the nets' input is made with, from the teacher's 68 points."""
+    return crop_matrix_from_kps(five_from_68(points68), size)
+
+
+def params_to_crop(global_params: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """OpenFace's [scale, rx, ry, rz, tx, ty] in frame pixels → the same in crop pixels (see the module note)."""
+    g = np.asarray(global_params, np.float64)
+    a = np.asarray(matrix, np.float64)
+    c = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
+    q = a[:, :2] / c
+    q3 = np.eye(3)
+    q3[:2, :2] = q
+    rot = q3 @ _rotation(g[1:4])
+    t = a[:, :2] @ g[4:6] + a[:, 2]
+    return np.concatenate([[c * g[0]], _euler(rot), t])
+
+
+def params_to_frame(global_params: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """The inverse of :func:`params_to_crop`: crop-pixel global parameters back in the frame."""
+    a = np.vstack([np.asarray(matrix, np.float64), [0, 0, 1]])
+    return params_to_crop(global_params, np.linalg.inv(a)[:2])
+
+
+def read_csv(path: str | Path) -> tuple[dict[int, dict[str, np.ndarray]], list[str]]:
+    """OpenFace rows keyed by 0-based frame index (OpenFace counts from 1), and the AU intensity names."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"--teacher-csv {path}: no such file")
+    try:
+        table = pd.read_csv(path, skipinitialspace=True)
+    except Exception as exc:
+        raise TrainingError(f"--teacher-csv {path}: not a CSV ({str(exc).splitlines()[0]})") from None
+    table.columns = [c.strip() for c in table.columns]
+    needed = ["frame", "confidence", "success", *of.LANDMARKS_68, *GLOBAL, *LOCAL]
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise TrainingError(f"--teacher-csv {path}: not an OpenFace CSV with landmarks and PDM parameters "
+                            f"(missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''})")
+    aus = [f"{a}_r" for a in of.AU_INTENSITY]
+    absent = [a for a in aus if a not in table.columns]
+    if absent:
+        raise TrainingError(f"--teacher-csv {path}: no AU intensities {', '.join(absent[:3])}")
+    if "face_id" in table.columns:  # OpenFace 2.x multi-face output: the first face of each frame
+        table = table.sort_values(["frame", "face_id"]).drop_duplicates("frame")
+    xs = table[list(of.LANDMARKS_68[:68])].to_numpy(np.float64)
+    ys = table[list(of.LANDMARKS_68[68:])].to_numpy(np.float64)
+    rows: dict[int, dict[str, np.ndarray]] = {}
+    glob = table[list(GLOBAL)].to_numpy(np.float64)
+    local = table[list(LOCAL)].to_numpy(np.float64)
+    au = table[aus].to_numpy(np.float64)
+    for i, (frame, conf, ok) in enumerate(zip(table["frame"], table["confidence"], table["success"], strict=True)):
+        rows[int(frame) - 1] = {"points": np.stack([xs[i], ys[i]], 1), "global": glob[i], "local": local[i],
+                                "au": au[i], "confidence": float(conf), "success": int(ok)}
+    return rows, list(of.AU_INTENSITY)
+
+
+def frames_of(video: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """(0-based index, BGR frame) of every frame, in order."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    if not cap.isOpened():
+        raise TrainingError(f"--video {video}: cannot be opened")
+    try:
+        i = 0
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                return
+            yield i, frame
+            i += 1
+    finally:
+        cap.release()
+
+
+def sample(frame_bgr: np.ndarray, points: np.ndarray, global_params: np.ndarray, local_params: np.ndarray,
+           aus: np.ndarray, *, hog: bool = True) -> dict[str, np.ndarray]:
+    """One row of the layout from a frame and the teacher's values for its face."""
+    matrix = crop_matrix(points)
+    crop = warp_crops(frame_bgr, matrix[None], SIZE)[0]
+    if hog:
+        face = warp_crops(frame_bgr, openface_matrix(points, SIZE)[None], SIZE)[0]
+        hog_values = _fhog.descriptor(_fhog.fhog(face))
+    else:
+        hog_values = np.zeros(4464, np.float32)
+    lo, hi = points.min(0), points.max(0)
+    return {
+        "images": crop[..., ::-1],  # RGB, as the layout says
+        "hog_features": hog_values,
+        "landmarks": transform_points(points, matrix),
+        "global_params": params_to_crop(global_params, matrix),
+        "local_params": local_params,
+        "au_intensities": np.clip(aus, 0.0, 5.0),
+        "bboxes": np.concatenate([lo, hi]),
+        "metadata/matrices": matrix,
+    }
+
+
+def samples_from_csv(video: str | Path, csv: str | Path, *, min_confidence: float = 0.5, every: int = 1,
+                     max_frames: int | None = None, hog: bool = True,
+                     report: TeacherReport | None = None) -> Iterator[tuple[int, float, dict[str, np.ndarray]]]:
+    """(frame index, teacher confidence, sample) for each frame of ``video`` the teacher read well."""
+    rows, _ = read_csv(csv)
+    report = report if report is not None else TeacherReport()
+    for index, frame in frames_of(video):
+        if max_frames is not None and index >= max_frames:
+            break
+        if index % every:
+            continue
+        report.frames += 1
+        row = rows.get(index)
+        if row is None:
+            report.no_row += 1
+            continue
+        if not row["success"]:
+            report.failed += 1
+            continue
+        if row["confidence"] < min_confidence:
+            report.low_quality += 1
+            continue
+        report.samples += 1
+        yield index, row["confidence"], sample(frame, row["points"], row["global"], row["local"], row["au"], hog=hog)

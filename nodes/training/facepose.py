@@ -196,7 +196,8 @@ class AUTask(_TeacherTask):
                  au_weights: list[float] | None = None, augment: bool = True) -> None:
         super().__init__(train, val, image_size=image_size, augment=augment)
         self.width_mult, self.dropout = width_mult, dropout
-        self.criterion = AUPredictionLoss(l1_weight, ccc_weight, None if au_weights is None else torch.tensor(au_weights))
+        weights = None if au_weights is None else torch.tensor(au_weights)
+        self.criterion = AUPredictionLoss(l1_weight, ccc_weight, weights)
 
     def model_config(self) -> dict[str, Any]:
         return {"net": "AUPredictionNet", "width_mult": self.width_mult, "dropout": self.dropout,

@@ -65,10 +65,11 @@ def _onnx_scores(path: Path, task: LandmarkPoseTask | AUTask) -> dict[str, float
 
 
 def export_all(model: nn.Module, out: Path, task: LandmarkPoseTask | AUTask, targets: list[str], *, data: str,
-               command: str, seconds: float, best: dict[str, float]) -> list[Path]:
+               command: str, seconds: float, best: dict[str, float], weights: str = "checkpoint_best.pt") -> list[Path]:
     model = model.cpu().eval()
     name = NAMES[task.kind]
     meta = metadata(task, data=data, command=command, seconds=seconds, best=best)
+    meta["weights"] = weights
     sample = to_input(task.val.images[:8] if len(task.val) else task.train.images[:8], task.image_size).numpy()
     written = []
     if "onnx" in targets:

@@ -1,12 +1,10 @@
 """Training samples from a teacher: an OpenFace CSV paired with its video, turned into the HDF5 layout.
 
 Each frame the teacher read gives one sample: the face aligned to a 112×112 ArcFace-style
-crop (zoomed out by 0.8 so the chin fits) from five points of the teacher's own 68 landmarks (eye centres, nose tip, mouth
-corners: the points a face detector gives, so the graph can make the same crop from a
+crop (zoomed out by 0.8 so the chin fits) from five points of the teacher's own 68 landmarks
+(eye centres, nose tip, mouth corners: the points a face detector gives, so the graph can make the same crop from a
 detection), the landmarks moved into that crop, and OpenFace's PDM global parameters moved
-into it exactly: OpenFace projects ``x = s·R[:2]·X + t``, so a similarity ``A = c·Q`` with
-offset ``b`` gives ``s' = c·s``, ``R' = Q₃·R`` and ``t' = c·Q·t + b`` (local parameters and
-AUs do not change). ``hog_features`` is FHOG of OpenFace's own 112×112 alignment.
+into it exactly (:mod:`..face._pdm_params`). ``hog_features`` is FHOG of OpenFace's own 112×112 alignment.
 """
 
 from __future__ import annotations
@@ -19,8 +17,10 @@ import numpy as np
 
 from ..face import _fhog
 from ..face._align import openface_matrix, transform_points, warp_crops
-from ..face._openface_au import _euler, _rotation
+from ..face._pdm_params import params_to_crop, params_to_frame  # noqa: F401 - re-exported
 from ..io import _openface as of
+from ..models.facepose import ZOOM, crop_template  # noqa: F401 - re-exported: the nets' crop
+from ..models.facepose import crop_matrix as crop_matrix_from_kps
 from .errors import TrainingError
 from .h5data import SIZE
 
@@ -43,46 +43,9 @@ def five_from_68(points: np.ndarray) -> np.ndarray:
     return np.stack([p[36:42].mean(0), p[42:48].mean(0), p[30], p[48], p[54]])
 
 
-#: the ArcFace template shrunk about the crop's centre, so the jaw and chin (outside ArcFace's crop) fit
-ZOOM = 0.8
-
-
-def crop_template(size: int = SIZE) -> np.ndarray:
-    """Where the five points sit in the nets' crop: ArcFace's template × :data:`ZOOM` about the centre."""
-    from ..face._align import arcface_template
-
-    return (arcface_template(112) - 56.0) * ZOOM * size / 112.0 + size / 2.0
-
-
-def crop_matrix_from_kps(kps: np.ndarray, size: int = SIZE) -> np.ndarray:
-    """Frame → crop similarity from five points (a detector's keypoints or :func:`five_from_68`)."""
-    from ..face._align import umeyama
-
-    return umeyama(np.asarray(kps, np.float64)[:5, :2], crop_template(size))
-
-
 def crop_matrix(points68: np.ndarray, size: int = SIZE) -> np.ndarray:
     """Frame → crop similarity the nets' input is made with, from the teacher's 68 points."""
     return crop_matrix_from_kps(five_from_68(points68), size)
-
-
-def params_to_crop(global_params: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """OpenFace's [scale, rx, ry, rz, tx, ty] in frame pixels → the same in crop pixels (see the module note)."""
-    g = np.asarray(global_params, np.float64)
-    a = np.asarray(matrix, np.float64)
-    c = float(np.sqrt(abs(np.linalg.det(a[:, :2]))))
-    q = a[:, :2] / c
-    q3 = np.eye(3)
-    q3[:2, :2] = q
-    rot = q3 @ _rotation(g[1:4])
-    t = a[:, :2] @ g[4:6] + a[:, 2]
-    return np.concatenate([[c * g[0]], _euler(rot), t])
-
-
-def params_to_frame(global_params: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """The inverse of :func:`params_to_crop`: crop-pixel global parameters back in the frame."""
-    a = np.vstack([np.asarray(matrix, np.float64), [0, 0, 1]])
-    return params_to_crop(global_params, np.linalg.inv(a)[:2])
 
 
 def read_csv(path: str | Path) -> tuple[dict[int, dict[str, np.ndarray]], list[str]]:

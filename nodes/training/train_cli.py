@@ -259,6 +259,7 @@ def train_facepose(args: argparse.Namespace) -> int:
         model.eval()
     if exports:
         for path in export_all(model, Path(config.out), task, exports, data=args.data, command=command,
-                               seconds=result.seconds, best=result.best_metrics):
+                               seconds=result.seconds, best=result.best_metrics,
+                               weights=f"checkpoint_{args.keep}.pt"):
             print(f"exported {path}", flush=True)
     return 0

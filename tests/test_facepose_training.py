@@ -12,11 +12,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("h5py")
 
 from conftest import shared_file  # noqa: E402
-from facegraph import ModelError  # noqa: E402
 from facegraph.nodes.face._pdm_params import params_to_crop, params_to_frame  # noqa: E402
 from facegraph.nodes.models import facepose as fp  # noqa: E402
 from facegraph.nodes.training import h5data, teacher  # noqa: E402
 from facegraph.nodes.training.errors import TrainingError  # noqa: E402
+
+from facegraph import ModelError  # noqa: E402
 
 
 def _rows(n: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -54,7 +55,7 @@ def test_reader_names_the_problem(tmp_path):
         h5data.read(tmp_path / "missing.h5")
     with h5py.File(tmp_path / "foreign.h5", "w") as f:
         f["images"] = np.zeros((1, 112, 112, 3), np.uint8)
-    with pytest.raises(TrainingError, match="not a facegraph teacher file .*landmarks"):
+    with pytest.raises(TrainingError, match=r"not a facegraph teacher file .*landmarks"):
         h5data.read(tmp_path / "foreign.h5")
 
 
@@ -212,7 +213,7 @@ def test_backend_order_with_each_backend_taken_away(exported, tmp_path, monkeypa
 
     # nothing loads: one error naming every reason
     (bare / "checkpoint_final.pt").unlink()
-    with pytest.raises(ModelError, match="no backend could load.*coreml: CoreML runs on macOS.*torch: .*no such"):
+    with pytest.raises(ModelError, match=r"no backend could load.*coreml: CoreML runs on macOS.*torch: .*no such"):
         fp.load_predictor(bare)
     # a backend asked for by name that cannot load is an error, not a silent fallback
     with pytest.raises(ModelError, match="onnx-gpu"):

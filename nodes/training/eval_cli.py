@@ -157,7 +157,7 @@ def eval_facepose(args: argparse.Namespace) -> int:
         names = predictor.get_au_names()
         scores = au_scores(out["au_intensities"], rows.au_intensities, names)
         print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}:")
-        print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores["val_aus_scored"])} AUs (r defined), "
+        print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores['val_aus_scored'])} AUs (r defined), "
               f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}")
         for name in names:
             sd = rows.au_intensities[:, names.index(name)].std()

@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import facegraph.nodes  # noqa: F401 - registers the node types
-    from facegraph._ports import Packet
     from facegraph.nodes.face.au import openface_folder
+
+    from facegraph._ports import Packet
 
     images = _frames(args.video, args.frames)
     detect = _chain([("detect", {"detect_every": 1}, {"frame": "frame"})])[0][0]

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             ("au", {"backend": "openface", "gaze": False},
              {"landmarks": "n0.landmarks68", "frame": "frame", "pose": "n1.pose"})]
     opened = {name: _chain(spec) for name, spec in chains.items()}
-    for name, nodes in opened.items():  # warm-up: first calls allocate
+    for nodes in opened.values():  # warm-up: first calls allocate
         for i in range(3):
             _run_chain(nodes, frames[i], faces[i], i)
     rounds: dict[str, list[float]] = {name: [] for name in opened}

@@ -25,15 +25,15 @@ BACKEND_CHOICES = ("auto", "coreml", "onnx", "onnx-gpu", "onnx-cpu", "torch")
 
 
 def _model_folder(spec: str, what: str) -> Any:
-    from pathlib import Path
+    from ..models.facepose import model_folder
 
     if not spec:
-        raise ModelError(f"{what}: parameter 'model' names the model folder (a training run's --output, or a "
-                         "shipped folder under benchmarks/models/)")
-    path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise ModelError(f"{spec}: {what} folder not found (it holds <name>.onnx + <name>.json)")
-    return path
+        raise ModelError(f"{what}: parameter 'model' names the model folder (a training run's --output, a "
+                         "folder under benchmarks/models/, or its catalogue name)")
+    try:
+        return model_folder(spec)
+    except ModelError as exc:
+        raise ModelError(f"{what}: {exc}") from None
 
 
 def _five_from_68(points: np.ndarray) -> np.ndarray:

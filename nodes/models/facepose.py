@@ -386,3 +386,46 @@ def crop_matrix(kps: np.ndarray, size: int = CROP) -> np.ndarray:
     from ..face._align import umeyama
 
     return umeyama(np.asarray(kps, np.float64)[:5, :2], crop_template(size))
+
+
+# ------------------------------------------------------------------------------------------------ catalogue
+
+#: where the nets the bars were measured on live: in the repository, not in the wheel (OpenFace's licence)
+BENCH_MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
+OPENFACE_DERIVED = "trained to mimic OpenFace 0.2: OpenFace's academic, non-commercial licence; not in the wheel"
+#: (catalogue name, file in BENCH_MODELS, description)
+BENCH_NETS = (
+    ("facegraph/landmark_pose_w05", "landmark_pose_w05/landmark_pose.onnx",
+     "UnifiedLandmarkPoseNet ×0.5: 68 landmarks + PDM pose/shape from a 112 px crop (landmarks.nn)"),
+    ("facegraph/au_net_w05", "au_net_w05/au_net.onnx",
+     "AUPredictionNet ×0.5: 17 OpenFace AU intensities from a 112 px crop (au.nn)"),
+)
+
+
+def _register_bench_nets() -> None:
+    try:
+        from facegraph._modelstore import ModelEntry, register_models
+    except ImportError:
+        return
+    register_models(*(ModelEntry(name=name, filename=filename, description=desc, licence=OPENFACE_DERIVED,
+                                 search_dirs=(str(BENCH_MODELS),), aliases=(name.split("/", 1)[1],),
+                                 note="in the repository's benchmarks/models/ (card: facegraph models card NAME)")
+                      for name, filename, desc in BENCH_NETS))
+
+
+def model_folder(spec: str | Path) -> Path:
+    """A model folder by path, or by catalogue name (the folder of its ONNX file)."""
+    path = Path(str(spec)).expanduser()
+    if path.is_dir():
+        return path
+    from facegraph._modelstore import locate, lookup
+
+    entry = lookup(str(spec))
+    found = locate(entry) if entry is not None else None
+    if found is None:
+        raise ModelError(f"{spec}: model folder not found (a training run's --output, a folder under "
+                         f"benchmarks/models/, or one of {', '.join(n for n, _, _ in BENCH_NETS)})")
+    return found.parent
+
+
+_register_bench_nets()

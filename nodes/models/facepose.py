@@ -272,6 +272,9 @@ class _Predictor:
             "onnx-cpu": lambda m: LOADERS["onnx-cpu"](onnx, m, threads),
             "torch": lambda m: LOADERS["torch"](checkpoint, m),
         }
+        if meta is None and not checkpoint.is_file():
+            raise ModelError(f"{folder}: no {cls.file_stem}.json, .onnx or checkpoint here (a run folder of "
+                             f"facegraph train {'landmark-pose' if cls.kind == 'landmark-pose' else 'au'})")
         tried: list[tuple[str, str]] = []
         for name in order:
             try:

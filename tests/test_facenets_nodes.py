@@ -10,10 +10,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("h5py")
 
 from conftest import shared_file  # noqa: E402
-from facegraph import RunContext  # noqa: E402
 from facegraph.nodes.face.facenets import AUNN, LandmarksNN  # noqa: E402
 from facegraph.nodes.io.sink_hdf5 import Hdf5Sink  # noqa: E402
 from facegraph.nodes.training import h5data, teacher  # noqa: E402
+
+from facegraph import RunContext  # noqa: E402
 from facegraph.testing import run_node_frames  # noqa: E402
 
 STEM = "pyfeat_single_face"

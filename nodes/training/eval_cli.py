@@ -147,12 +147,17 @@ def eval_facepose(args: argparse.Namespace) -> int:
         scores = landmark_scores(out["landmarks"], rows.landmarks, out["global_params"], rows.global_params,
                                  rows.matrices)
         scores["val_local_l1"] = float(np.abs(out["local_params"] - rows.local_params).mean())
+        scores.update(_pose_from_pdm_fit(out["landmarks"], rows))
         print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}:")
         print(f"  NME (inter-ocular) {scores['val_nme']:.4f}   MAE {scores['val_mae_px']:.3f} px   "
               f"point error {scores['val_point_error_px']:.3f} px   landmark r {scores['val_landmark_r']:.4f}")
         print(f"  pose r {scores['val_pose_r']:.3f} (rx {scores['val_pose_r_rx']:.3f}, "
               f"ry {scores['val_pose_r_ry']:.3f}, rz {scores['val_pose_r_rz']:.3f}), "
-              f"rotation MAE {scores['val_pose_mae_deg']:.2f}°")
+              f"rotation MAE {scores['val_pose_mae_deg']:.2f}° (the net's global head)")
+        if "fit_pose_r" in scores:
+            print(f"  pose r {scores['fit_pose_r']:.3f} (rx {scores['fit_pose_r_rx']:.3f}, "
+                  f"ry {scores['fit_pose_r_ry']:.3f}, rz {scores['fit_pose_r_rz']:.3f}), rotation MAE "
+                  f"{scores['fit_pose_mae_deg']:.2f}° (OpenFace's PDM fitted to the net's landmarks)")
     else:
         names = predictor.get_au_names()
         scores = au_scores(out["au_intensities"], rows.au_intensities, names)
@@ -168,3 +173,24 @@ def eval_facepose(args: argparse.Namespace) -> int:
                                                "videos": videos, "faces": len(rows), "scores": scores},
                                               indent=2) + "\n")
     return 0
+
+
+def _pose_from_pdm_fit(landmarks, rows) -> dict:
+    """Head rotation the way OpenFace gets it: its PDM fitted to the (predicted) landmarks; {} without the PDM."""
+    import numpy as np
+
+    from ..face._openface_au import Pdm
+    from ..face._pdm_params import params_to_frame
+    from ..face.au import openface_folder
+    from .facepose_scores import pearson
+
+    folder = openface_folder("")
+    if folder is None or not (folder / "In-the-wild_aligned_PDM_68.txt").is_file():
+        return {}
+    pdm = Pdm.load(folder / "In-the-wild_aligned_PDM_68.txt")
+    got = np.array([params_to_frame(pdm.fit(p.astype(np.float64)).params_global, m)[1:4]
+                    for p, m in zip(landmarks, rows.matrices, strict=True)])
+    want = np.array([params_to_frame(g, m)[1:4] for g, m in zip(rows.global_params, rows.matrices, strict=True)])
+    r = pearson(got, want)
+    return {"fit_pose_r": float(np.nanmean(r)), "fit_pose_r_rx": float(r[0]), "fit_pose_r_ry": float(r[1]),
+            "fit_pose_r_rz": float(r[2]), "fit_pose_mae_deg": float(np.degrees(np.abs(got - want)).mean())}

@@ -220,3 +220,24 @@ def test_backend_order_with_each_backend_taken_away(exported, tmp_path, monkeypa
         fp.load_predictor(exported, backend="cuda")
     with pytest.raises(ModelError, match="no such model folder"):
         fp.load_predictor(tmp_path / "nowhere")
+
+
+def test_data_hdf5_command_appends_and_names_bad_input(tmp_path, capsys):
+    from facegraph.cli import main as cli
+
+    video = shared_file("data", "videos", "pyfeat_single_face.mp4")
+    csv = shared_file("data", "openface_0.2", "pyfeat_single_face.csv")
+    out = tmp_path / "t.h5"
+    args = ["data", "hdf5", "--video", str(video), "--teacher", "openface-csv", str(csv), "--out", str(out),
+            "--max-frames", "4", "--no-hog"]
+    assert cli(args) == 0 and cli([*args, "--video-name", "again"]) == 0
+    assert "4 samples of 'again' from 4 frames (rows 4–8)" in capsys.readouterr().out
+    assert h5data.read(out).videos() == ["again", "pyfeat_single_face"]
+    assert cli(["data", "hdf5", "--video", str(video), "--teacher", "graph", "--out", str(out)]) == 2
+    assert "sink.hdf5" in capsys.readouterr().err
+    assert cli(["data", "hdf5", "--video", str(tmp_path / "no.mp4"), "--teacher", "openface-csv", str(csv),
+                "--out", str(out)]) == 2
+    assert "no.mp4: no such file" in capsys.readouterr().err
+    assert cli(["data", "hdf5", "--video", str(video), "--teacher", "openface-csv", str(video), "--out",
+                str(out)]) == 2
+    assert "--teacher openface-csv" in capsys.readouterr().err and len(h5data.read(out)) == 8

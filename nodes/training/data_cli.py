@@ -177,6 +177,7 @@ def run_hdf5(args: argparse.Namespace) -> int:
     if not Path(args.video).is_file():
         raise TrainingError(f"--video {args.video}: no such file")
     name = args.video_name or Path(args.video).stem
+    rows, _ = teacher.read_csv(rest[0])  # a bad CSV stops here, before the output file is touched
     report = teacher.TeacherReport()
     with h5data.H5Writer(args.out, expected=args.expected_samples,
                          attrs={"au_names": list(teacher.of.AU_INTENSITY), "size": h5data.SIZE,
@@ -193,7 +194,7 @@ def run_hdf5(args: argparse.Namespace) -> int:
 
         for item in teacher.samples_from_csv(args.video, rest[0], min_confidence=args.min_confidence,
                                              every=args.every, max_frames=args.max_frames, hog=not args.no_hog,
-                                             report=report):
+                                             report=report, rows=rows):
             pending.append(item)
             if len(pending) >= h5data.CHUNK:
                 flush()

@@ -54,21 +54,21 @@ def read_csv(path: str | Path) -> tuple[dict[int, dict[str, np.ndarray]], list[s
 
     path = Path(path)
     if not path.is_file():
-        raise TrainingError(f"--teacher-csv {path}: no such file")
+        raise TrainingError(f"--teacher openface-csv {path}: no such file")
     try:
         table = pd.read_csv(path, skipinitialspace=True)
     except Exception as exc:
-        raise TrainingError(f"--teacher-csv {path}: not a CSV ({str(exc).splitlines()[0]})") from None
+        raise TrainingError(f"--teacher openface-csv {path}: not a CSV ({str(exc).splitlines()[0]})") from None
     table.columns = [c.strip() for c in table.columns]
     needed = ["frame", "confidence", "success", *of.LANDMARKS_68, *GLOBAL, *LOCAL]
     missing = [c for c in needed if c not in table.columns]
     if missing:
-        raise TrainingError(f"--teacher-csv {path}: not an OpenFace CSV with landmarks and PDM parameters "
+        raise TrainingError(f"--teacher openface-csv {path}: not an OpenFace CSV with landmarks and PDM parameters "
                             f"(missing {', '.join(missing[:4])}{'…' if len(missing) > 4 else ''})")
     aus = [f"{a}_r" for a in of.AU_INTENSITY]
     absent = [a for a in aus if a not in table.columns]
     if absent:
-        raise TrainingError(f"--teacher-csv {path}: no AU intensities {', '.join(absent[:3])}")
+        raise TrainingError(f"--teacher openface-csv {path}: no AU intensities {', '.join(absent[:3])}")
     if "face_id" in table.columns:  # OpenFace 2.x multi-face output: the first face of each frame
         table = table.sort_values(["frame", "face_id"]).drop_duplicates("frame")
     xs = table[list(of.LANDMARKS_68[:68])].to_numpy(np.float64)
@@ -127,9 +127,11 @@ def sample(frame_bgr: np.ndarray, points: np.ndarray, global_params: np.ndarray,
 
 def samples_from_csv(video: str | Path, csv: str | Path, *, min_confidence: float = 0.5, every: int = 1,
                      max_frames: int | None = None, hog: bool = True,
-                     report: TeacherReport | None = None) -> Iterator[tuple[int, float, dict[str, np.ndarray]]]:
+                     report: TeacherReport | None = None,
+                     rows: dict[int, dict[str, np.ndarray]] | None = None,
+                     ) -> Iterator[tuple[int, float, dict[str, np.ndarray]]]:
     """(frame index, teacher confidence, sample) for each frame of ``video`` the teacher read well."""
-    rows, _ = read_csv(csv)
+    rows = rows if rows is not None else read_csv(csv)[0]
     report = report if report is not None else TeacherReport()
     for index, frame in frames_of(video):
         if max_frames is not None and index >= max_frames:

@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="which weights to export: the best held-out epoch, or the last (no selection on the "
                        "held-out videos: their scores stay unbiased)")
         p.add_argument("--export", default="onnx,coreml", help="comma list of onnx, coreml ('none' to skip)")
+        p.add_argument("--export-only", metavar="CHECKPOINT",
+                       help="train nothing: export these weights (e.g. a run's checkpoint_last.pt) with the held-out "
+                       "scores of this data split")
         if name == "landmark-pose":
             p.add_argument("--lm-weight", type=float, default=1.0, help="Wing loss on the landmarks")
             p.add_argument("--gp-weight", type=float, default=0.1, help="MSE on the global parameters")
@@ -247,6 +250,8 @@ def train_facepose(args: argparse.Namespace) -> int:
     if not len(val):
         raise TrainingError("no held-out video: give --val-videos or a --val-split > 0")
     command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.export_only:
+        return _export_only(args, task, exports, command)
     result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
     shown = {k: v for k, v in result.best_metrics.items() if not k.startswith(("val_r_", "val_ccc_", "val_mae_"))}
     print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
@@ -262,4 +267,23 @@ def train_facepose(args: argparse.Namespace) -> int:
                                seconds=result.seconds, best=result.best_metrics,
                                weights=f"checkpoint_{args.keep}.pt"):
             print(f"exported {path}", flush=True)
+    return 0
+
+
+def _export_only(args: argparse.Namespace, task, exports: list[str], command: str) -> int:
+    """Export a checkpoint of this task's model (its own command and wall time stay in its metadata)."""
+    from . import checkpoints
+    from .facepose_export import export_all
+
+    state = checkpoints.load(args.export_only, "--export-only")
+    checkpoints.check_same_model(state, task.kind, task.model_config(), "--export-only")
+    model = task.build_model()
+    model.load_state_dict(state["model"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trained_by = f"{state.get('command', '?')} (epoch {state.get('epoch', '?')}); exported by {command}"
+    for path in export_all(model.eval(), out, task, exports or ["onnx"], data=args.data, command=trained_by,
+                           seconds=float(state.get("seconds", 0.0)), best=dict(state.get("best_metrics", {})),
+                           weights=Path(args.export_only).name):
+        print(f"exported {path}", flush=True)
     return 0

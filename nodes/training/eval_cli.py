@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--videos", help="comma list of the videos to score (default: the model's held-out videos)")
         p.add_argument("--backend", default="auto", help="auto, coreml, onnx, onnx-gpu, onnx-cpu, torch")
         p.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+        if name == "landmark-pose":
+            p.add_argument("--pdm-fit", action="store_true", help="also head rotation from OpenFace's PDM fitted "
+                           "to the net's landmarks (needs facegraph models fetch openface-au; slow)")
         p.set_defaults(run_family=eval_facepose, family=name)
 
 
@@ -147,7 +150,8 @@ def eval_facepose(args: argparse.Namespace) -> int:
         scores = landmark_scores(out["landmarks"], rows.landmarks, out["global_params"], rows.global_params,
                                  rows.matrices)
         scores["val_local_l1"] = float(np.abs(out["local_params"] - rows.local_params).mean())
-        scores.update(_pose_from_pdm_fit(out["landmarks"], rows))
+        if args.pdm_fit:
+            scores.update(_pose_from_pdm_fit(out["landmarks"], rows))
         print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}:")
         print(f"  NME (inter-ocular) {scores['val_nme']:.4f}   MAE {scores['val_mae_px']:.3f} px   "
               f"point error {scores['val_point_error_px']:.3f} px   landmark r {scores['val_landmark_r']:.4f}")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import TrainingError
 
-HELP = "make training data from faces: aligned crops, embeddings, (N, T, E) sequences"
+HELP = "make training data from faces: aligned crops, embeddings, (N, T, E) sequences, teacher HDF5"
 
 
 def _names(text: str | None) -> list[str]:
@@ -80,6 +80,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out-train", required=True, help="train.npz")
     p.add_argument("--out-val", help="val.npz")
     p.set_defaults(run_step=run_sequences)
+
+    p = sub.add_parser("hdf5", help="teacher HDF5 for train landmark-pose / train au: crops + a teacher's values")
+    p.add_argument("--video", required=True, help="the video the teacher read")
+    p.add_argument("--teacher", nargs="+", required=True, metavar="KIND [FILE]",
+                   help="openface-csv FILE: an OpenFace CSV of this video (landmarks, p_*, AU*_r)")
+    p.add_argument("--out", required=True, help="training_data.h5 (extended when it exists)")
+    p.add_argument("--video-name", help="the video's key in the file (default: its file stem); the split is by it")
+    p.add_argument("--expected-samples", type=int, default=0, help="rows to allocate up front")
+    p.add_argument("--min-confidence", type=float, default=0.5, help="skip frames the teacher read less surely")
+    p.add_argument("--every", type=int, default=1, help="keep one frame in N")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames")
+    p.add_argument("--no-hog", action="store_true", help="leave hog_features zero (faster)")
+    p.set_defaults(run_step=run_hdf5)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -149,4 +162,45 @@ def run_sequences(args: argparse.Namespace) -> int:
             r = report[name]
             counts = ", ".join(f"{c} {n}" for c, n in zip(report["labels"], r["counts"], strict=True))
             print(f"{r['path']}: {r['windows']} windows of T={report['T']}, E={report['E']} ({counts})")
+    return 0
+
+
+def run_hdf5(args: argparse.Namespace) -> int:
+    from . import h5data, teacher
+
+    kind, *rest = args.teacher
+    if kind == "graph":
+        raise TrainingError("--teacher graph: run a graph that ends in a sink.hdf5 node (facegraph run "
+                            "graphs/…yaml with sink.hdf5), or give --teacher openface-csv FILE")
+    if kind != "openface-csv" or len(rest) != 1:
+        raise TrainingError(f"--teacher {' '.join(args.teacher)}: expected 'openface-csv FILE'")
+    if not Path(args.video).is_file():
+        raise TrainingError(f"--video {args.video}: no such file")
+    name = args.video_name or Path(args.video).stem
+    rows, _ = teacher.read_csv(rest[0])  # a bad CSV stops here, before the output file is touched
+    report = teacher.TeacherReport()
+    with h5data.H5Writer(args.out, expected=args.expected_samples,
+                         attrs={"au_names": list(teacher.of.AU_INTENSITY), "size": h5data.SIZE,
+                                "crop": "arcface5 from the teacher's 68 landmarks"}) as writer:
+        pending: list[tuple[int, float, dict]] = []
+
+        def flush() -> None:
+            if pending:
+                batch = {k: [s[k] for _, _, s in pending] for k in pending[0][2]}
+                batch["metadata/frame_indices"] = [i for i, _, _ in pending]
+                batch["metadata/quality_scores"] = [q for _, q, _ in pending]
+                writer.append(batch, [name] * len(pending))
+                pending.clear()
+
+        for item in teacher.samples_from_csv(args.video, rest[0], min_confidence=args.min_confidence,
+                                             every=args.every, max_frames=args.max_frames, hog=not args.no_hog,
+                                             report=report, rows=rows):
+            pending.append(item)
+            if len(pending) >= h5data.CHUNK:
+                flush()
+        flush()
+        start, total = writer.start, writer.rows
+    print(f"{args.out}: {report.samples} samples of '{name}' from {report.frames} frames (rows {start}–{total}); "
+          f"skipped {report.failed} the teacher failed on, {report.low_quality} below --min-confidence "
+          f"{args.min_confidence}, {report.no_row} without a CSV row")
     return 0

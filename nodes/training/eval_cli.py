@@ -40,6 +40,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run_family=eval_verify)
 
+    for name, what in (("landmark-pose", "the landmark/pose net: NME (inter-ocular), MAE px, landmark r, pose r"),
+                       ("au", "the AU net: r, CCC and MAE per AU and their means")):
+        p = sub.add_parser(name, help=f"{what}, against the teacher's values in an HDF5 file")
+        p.add_argument("--model", required=True, help="the model folder (a run's --output or benchmarks/models/…)")
+        p.add_argument("--data", required=True, help="teacher HDF5 of facegraph data hdf5")
+        p.add_argument("--videos", help="comma list of the videos to score (default: the model's held-out videos)")
+        p.add_argument("--backend", default="auto", help="auto, coreml, onnx, onnx-gpu, onnx-cpu, torch")
+        p.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+        if name == "landmark-pose":
+            p.add_argument("--pdm-fit", action="store_true", help="also head rotation from OpenFace's PDM fitted "
+                           "to the net's landmarks (needs facegraph models fetch openface-au; slow)")
+        p.set_defaults(run_family=eval_facepose, family=name)
+
 
 def main(args: argparse.Namespace) -> int:
     return int(args.run_family(args) or 0)
@@ -97,3 +110,91 @@ def eval_fer(args: argparse.Namespace) -> int:
         title = f"{path.name} on {root.name}: accuracy {report['accuracy']:.3f}"
         print(f"wrote {confusion_png(report, args.png, title=title)}")
     return 0
+
+
+def eval_facepose(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from facegraph import FacegraphError
+
+    from ..models.facepose import load_au_predictor, load_predictor
+    from . import h5data
+    from .facepose_scores import au_scores, landmark_scores
+
+    loader = load_predictor if args.family == "landmark-pose" else load_au_predictor
+    try:
+        predictor = loader(args.model, backend=None if args.backend == "auto" else args.backend)
+    except FacegraphError as exc:
+        raise TrainingError(f"--model {args.model}: {exc}") from None
+    data = h5data.read(args.data)
+    videos = [v.strip() for v in (args.videos or "").split(",") if v.strip()]
+    videos = videos or list(predictor.meta.get("data", {}).get("val_videos") or [])
+    if not videos:
+        raise TrainingError("--videos: the model names no held-out videos; list the videos to score")
+    unknown = [v for v in videos if v not in data.videos()]
+    if unknown:
+        raise TrainingError(f"--videos {unknown[0]}: not in {args.data} (videos: {', '.join(data.videos())})")
+    trained_on = set(predictor.meta.get("data", {}).get("train_videos") or [])
+    if trained_on & set(videos):
+        print(f"note: {', '.join(sorted(trained_on & set(videos)))} were training videos of this model", flush=True)
+    rows = data.subset(np.flatnonzero(np.isin(data.video_names, videos)))
+    bgr = rows.images[..., ::-1]
+    out: dict = {}
+    for i in range(0, len(rows), 256):
+        part = predictor.predict_batch(bgr[i:i + 256])
+        for k, v in part.items():
+            if isinstance(v, np.ndarray):
+                out.setdefault(k, []).append(v)
+    out = {k: np.concatenate(v) for k, v in out.items()}
+    if args.family == "landmark-pose":
+        scores = landmark_scores(out["landmarks"], rows.landmarks, out["global_params"], rows.global_params,
+                                 rows.matrices)
+        scores["val_local_l1"] = float(np.abs(out["local_params"] - rows.local_params).mean())
+        if args.pdm_fit:
+            scores.update(_pose_from_pdm_fit(out["landmarks"], rows))
+        print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}:")
+        print(f"  NME (inter-ocular) {scores['val_nme']:.4f}   MAE {scores['val_mae_px']:.3f} px   "
+              f"point error {scores['val_point_error_px']:.3f} px   landmark r {scores['val_landmark_r']:.4f}")
+        print(f"  pose r {scores['val_pose_r']:.3f} (rx {scores['val_pose_r_rx']:.3f}, "
+              f"ry {scores['val_pose_r_ry']:.3f}, rz {scores['val_pose_r_rz']:.3f}), "
+              f"rotation MAE {scores['val_pose_mae_deg']:.2f}° (the net's global head)")
+        if "fit_pose_r" in scores:
+            print(f"  pose r {scores['fit_pose_r']:.3f} (rx {scores['fit_pose_r_rx']:.3f}, "
+                  f"ry {scores['fit_pose_r_ry']:.3f}, rz {scores['fit_pose_r_rz']:.3f}), rotation MAE "
+                  f"{scores['fit_pose_mae_deg']:.2f}° (OpenFace's PDM fitted to the net's landmarks)")
+    else:
+        names = predictor.get_au_names()
+        scores = au_scores(out["au_intensities"], rows.au_intensities, names)
+        print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}:")
+        print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores['val_aus_scored'])} AUs (r defined), "
+              f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}")
+        for name in names:
+            sd = rows.au_intensities[:, names.index(name)].std()
+            print(f"  {name}  r {scores[f'val_r_{name}']:6.3f}  CCC {scores[f'val_ccc_{name}']:6.3f}  "
+                  f"MAE {scores[f'val_mae_{name}']:.3f}  teacher sd {sd:.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"model": str(args.model), "backend": predictor.backend,
+                                               "videos": videos, "faces": len(rows), "scores": scores},
+                                              indent=2) + "\n")
+    return 0
+
+
+def _pose_from_pdm_fit(landmarks, rows) -> dict:
+    """Head rotation the way OpenFace gets it: its PDM fitted to the (predicted) landmarks; {} without the PDM."""
+    import numpy as np
+
+    from ..face._openface_au import Pdm
+    from ..face._pdm_params import params_to_frame
+    from ..face.au import openface_folder
+    from .facepose_scores import pearson
+
+    folder = openface_folder("")
+    if folder is None or not (folder / "In-the-wild_aligned_PDM_68.txt").is_file():
+        return {}
+    pdm = Pdm.load(folder / "In-the-wild_aligned_PDM_68.txt")
+    got = np.array([params_to_frame(pdm.fit(p.astype(np.float64)).params_global, m)[1:4]
+                    for p, m in zip(landmarks, rows.matrices, strict=True)])
+    want = np.array([params_to_frame(g, m)[1:4] for g, m in zip(rows.global_params, rows.matrices, strict=True)])
+    r = pearson(got, want)
+    return {"fit_pose_r": float(np.nanmean(r)), "fit_pose_r_rx": float(r[0]), "fit_pose_r_ry": float(r[1]),
+            "fit_pose_r_rz": float(r[2]), "fit_pose_mae_deg": float(np.degrees(np.abs(got - want)).mean())}

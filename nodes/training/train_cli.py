@@ -61,6 +61,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           extra_epochs=3, warmup_epochs=2.0)
     p.set_defaults(run_family=train_gru)
 
+    for name, what in (("landmark-pose", "UnifiedLandmarkPoseNet: 68 landmarks + PDM global/local parameters"),
+                       ("au", "AUPredictionNet: 17 AU intensities")):
+        p = sub.add_parser(name, help=f"{what}, from a teacher HDF5 (facegraph data hdf5)")
+        p.add_argument("--data", required=True, help="teacher HDF5 of facegraph data hdf5")
+        p.add_argument("--output", dest="out_dir", help="run folder (same as --out)")
+        p.add_argument("--width-mult", type=float, default=1.0, help="backbone width (the design's 1.0)")
+        p.add_argument("--image-size", type=int, default=112, help="net input side; crops are resized (default 112)")
+        p.add_argument("--val-videos", help="comma list of held-out videos (default: drawn, about --val-split)")
+        p.add_argument("--val-split", type=float, default=0.2, help="held-out fraction of rows, in whole videos")
+        p.add_argument("--train-fraction", type=float, default=1.0,
+                       help="keep this fraction of the training videos (a learning curve: 0.25, 0.5, 1)")
+        p.add_argument("--min-quality", type=float, default=0.0, help="drop rows the teacher read less surely")
+        p.add_argument("--no-augment", action="store_true")
+        p.add_argument("--keep", choices=["best", "final"], default="best",
+                       help="which weights to export: the best held-out epoch, or the last (no selection on the "
+                       "held-out videos: their scores stay unbiased)")
+        p.add_argument("--export", default="onnx,coreml", help="comma list of onnx, coreml ('none' to skip)")
+        p.add_argument("--export-only", metavar="CHECKPOINT",
+                       help="train nothing: export these weights (e.g. a run's checkpoint_last.pt) with the held-out "
+                       "scores of this data split")
+        if name == "landmark-pose":
+            p.add_argument("--lm-weight", type=float, default=1.0, help="Wing loss on the landmarks")
+            p.add_argument("--gp-weight", type=float, default=0.1, help="MSE on the global parameters")
+            p.add_argument("--lp-weight", type=float, default=0.01, help="L1 on the local parameters")
+            p.add_argument("--dropout", type=float, default=0.1)
+            add_trainer_arguments(p, out="runs/landmark_pose", epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4,
+                                  patience=10, extra_epochs=2, monitor="val_nme", mode="min")
+        else:
+            p.add_argument("--l1-weight", type=float, default=1.0, help="SmoothL1 on the intensities")
+            p.add_argument("--ccc-weight", type=float, default=0.5, help="1 − CCC, mean over AUs")
+            p.add_argument("--au-weights", help="comma list of 17 per-AU loss weights")
+            p.add_argument("--dropout", type=float, default=0.3)
+            add_trainer_arguments(p, out="runs/au_net", epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4,
+                                  patience=10, extra_epochs=2, monitor="val_mean_r", mode="max")
+        p.set_defaults(run_family=train_facepose, family=name)
+
 
 def main(args: argparse.Namespace) -> int:
     require_torch()
@@ -163,4 +199,91 @@ def train_gru(args: argparse.Namespace) -> int:
         print(f"exported {path} (+ metadata.json, feature_stats.npz): ONNX val accuracy {report['accuracy']:.4f}, "
               f"mean recall {report['mean_recall']:.4f}, max |ONNX − torch| {report['onnx_max_abs_diff']:.2g}",
               flush=True)
+    return 0
+
+
+def train_facepose(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import h5data
+    from .facepose import AUTask, LandmarkPoseTask
+    from .facepose_export import export_all
+    from .trainer import Trainer
+
+    if args.out_dir:
+        args.out = args.out_dir
+    exports = [e for e in args.export.split(",") if e and e != "none"]
+    bad = [e for e in exports if e not in ("onnx", "coreml")]
+    if bad:
+        raise TrainingError(f"--export {bad[0]}: unknown target (onnx, coreml)")
+    if not 0 < args.train_fraction <= 1:
+        raise TrainingError(f"--train-fraction must be in (0, 1], got {args.train_fraction}")
+    if args.width_mult <= 0 or args.image_size < 32:
+        raise TrainingError("--width-mult must be > 0 and --image-size ≥ 32")
+    config = config_from(args)
+    config.check()
+    data = h5data.read(args.data, min_quality=args.min_quality)
+    val_videos = [v.strip() for v in (args.val_videos or "").split(",") if v.strip()]
+    train_idx, val_idx = h5data.split_by_video(data.video_names, val_videos, args.val_split, args.seed)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+    if args.train_fraction < 1:
+        videos = train.videos()
+        keep = max(1, int(np.ceil(args.train_fraction * len(videos))))
+        chosen = sorted(np.random.default_rng(args.seed).permutation(videos)[:keep].tolist())
+        train = train.subset(np.flatnonzero(np.isin(train.video_names, chosen)))
+    assert not set(train.videos()) & set(val.videos())  # the split's promise
+    print(f"data {args.data}: {len(train)} train samples from {len(train.videos())} videos "
+          f"({', '.join(train.videos())}); {len(val)} held out from {', '.join(val.videos()) or 'none'}", flush=True)
+    if args.family == "landmark-pose":
+        task = LandmarkPoseTask(train, val, width_mult=args.width_mult, image_size=args.image_size,
+                                lm_weight=args.lm_weight, gp_weight=args.gp_weight, lp_weight=args.lp_weight,
+                                dropout=args.dropout, augment=not args.no_augment)
+    else:
+        weights = None
+        if args.au_weights:
+            weights = [float(w) for w in args.au_weights.split(",")]
+            if len(weights) != len(train.au_names):
+                raise TrainingError(f"--au-weights: {len(weights)} values for {len(train.au_names)} AUs")
+        task = AUTask(train, val, width_mult=args.width_mult, image_size=args.image_size, dropout=args.dropout,
+                      l1_weight=args.l1_weight, ccc_weight=args.ccc_weight, au_weights=weights,
+                      augment=not args.no_augment)
+    if not len(val):
+        raise TrainingError("no held-out video: give --val-videos or a --val-split > 0")
+    command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.export_only:
+        return _export_only(args, task, exports, command)
+    result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
+    shown = {k: v for k, v in result.best_metrics.items() if not k.startswith(("val_r_", "val_ccc_", "val_mae_"))}
+    print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+          + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
+    model = result.model
+    if args.keep == "final":
+        from . import checkpoints
+
+        model.load_state_dict(checkpoints.load(result.final_checkpoint, "final checkpoint")["model"])
+        model.eval()
+    if exports:
+        for path in export_all(model, Path(config.out), task, exports, data=args.data, command=command,
+                               seconds=result.seconds, best=result.best_metrics,
+                               weights=f"checkpoint_{args.keep}.pt"):
+            print(f"exported {path}", flush=True)
+    return 0
+
+
+def _export_only(args: argparse.Namespace, task, exports: list[str], command: str) -> int:
+    """Export a checkpoint of this task's model (its own command and wall time stay in its metadata)."""
+    from . import checkpoints
+    from .facepose_export import export_all
+
+    state = checkpoints.load(args.export_only, "--export-only")
+    checkpoints.check_same_model(state, task.kind, task.model_config(), "--export-only")
+    model = task.build_model()
+    model.load_state_dict(state["model"])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    trained_by = f"{state.get('command', '?')} (epoch {state.get('epoch', '?')}); exported by {command}"
+    for path in export_all(model.eval(), out, task, exports or ["onnx"], data=args.data, command=trained_by,
+                           seconds=float(state.get("seconds", 0.0)), best=dict(state.get("best_metrics", {})),
+                           weights=Path(args.export_only).name):
+        print(f"exported {path}", flush=True)
     return 0

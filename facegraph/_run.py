@@ -40,6 +40,14 @@ class Result:
         return key in self.packets
 
 
+#: frames inside the graph at once when the run does not say (``max_in_flight`` None). A live source drops
+#: the frames that do not fit, so a few keep its latency low; a file's frames wait instead, so more of them keep
+#: every worker busy: throughput is at most in-flight ÷ latency (the default AU graph on 2 cores: 4 in flight
+#: held it near 4 ÷ 30 ms whatever the cores could do).
+LIVE_IN_FLIGHT = 4
+FILE_IN_FLIGHT = 16
+
+
 @dataclass
 class RunOptions:
     """How to run: shared by every executor."""
@@ -47,7 +55,7 @@ class RunOptions:
     context: RunContext = field(default_factory=RunContext)
     max_frames: int | None = None
     outputs: list[OutputRef] | None = None  # None: the leaf outputs; []: none (results carry no packets)
-    max_in_flight: int = 4
+    max_in_flight: int | None = None  # None: LIVE_IN_FLIGHT for a live source, FILE_IN_FLIGHT for a file
     validate: bool = True
     on_start: Callable[[int | None], None] | None = None  # called with the source's frame count
     extra: dict[str, Any] = field(default_factory=dict)

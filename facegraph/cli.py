@@ -337,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["process", "inline", "ray"],
                    help="how the graph runs (default process; for --batch, process per video when each job has "
                    "2+ cores, inline when it has one); ray: one Ray task per video (with --batch)")
-    p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
+    p.add_argument("--max-in-flight", type=int,
+                   help="frames inside the graph at once (live sources drop beyond; default 4 live, 16 for a file)")
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
     add_placement_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

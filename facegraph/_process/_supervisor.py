@@ -29,7 +29,7 @@ from .._errors import NodeFailure
 from .._graph import Graph
 from .._osutil import sigterm_as_interrupt
 from .._ports import Packet
-from .._run import Result, RunOptions
+from .._run import FILE_IN_FLIGHT, Result, RunOptions
 from .._stats import NodeStats, RunStats
 from ._links import POLLIN, Links
 from ._plan import BLAS_ENV, POOL_ENV, WorkerPlan, edge_keys, plan
@@ -129,6 +129,7 @@ class Supervisor:
         from copy import copy
 
         context = copy(self.options.context)
+        asked = self.options.max_in_flight
         context.threads = w.threads
         nodes = []
         for nid in w.nodes:
@@ -148,9 +149,9 @@ class Supervisor:
             "sinks": w.sinks,
             "context": context,
             "validate": self.options.validate,
-            "max_in_flight": max(1, int(self.options.max_in_flight)),
+            "max_in_flight": None if asked is None else max(1, int(asked)),  # None: the source worker picks
             "max_frames": self.options.max_frames,
-            "nslots": max(1, int(self.options.max_in_flight)) + 2,
+            "nslots": max(1, int(asked or FILE_IN_FLIGHT)) + 2,  # slots are touched only once used
             "incarnation": incarnation,
         }
 
@@ -346,6 +347,8 @@ class Supervisor:
                     entry[2].add(self.edges[msg[1]])
                 elif kind == "start":
                     self.source_live = bool(msg[2]) if len(msg) > 2 else False
+                    if len(msg) > 3:
+                        self.options.extra["max_in_flight"] = msg[3]  # what the source worker admits at once
                     restartable = [n for i, k in self.restarts_left.items() if k for n in self.workers[i - 1].nodes]
                     if restartable and not self.source_live:
                         log.warning(

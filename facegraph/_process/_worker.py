@@ -41,6 +41,7 @@ from .._errors import NodeFailure
 from .._node import StopRun
 from .._ports import Packet
 from .._registry import node_class
+from .._run import FILE_IN_FLIGHT, LIVE_IN_FLIGHT
 from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from .._stats import NodeStats
 from ._links import Links
@@ -257,8 +258,8 @@ class Worker:
         src = self.src
         node = src.node
         live = bool(node.live)
-        self.send(MAIN, pack(["start", node.total_frames(), live]))
-        limit = self.cfg["max_in_flight"]
+        limit = self.cfg["max_in_flight"] or (LIVE_IN_FLIGHT if live else FILE_IN_FLIGHT)
+        self.send(MAIN, pack(["start", node.total_frames(), live, limit]))
         max_frames = self.cfg["max_frames"]
         while not self.stopping and not self.halted:
             self.drain()

@@ -64,6 +64,9 @@ class RunOptions:
     placement: str = "cost"
     #: measured costs (node id → ms of a core per frame) that replace the nodes' declared ones in placement
     costs: dict[str, float] | None = None
+    #: process executor, more workers than cores: the workers well below the heaviest's load run behind it
+    #: (a higher niceness), so the one that sets the pace is not descheduled in the middle of its frames
+    renice: bool = True
 
 
 EXECUTORS: dict[str, str] = {

@@ -89,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         threads=args.threads,
         placement=args.placement,
+        renice=args.renice,
         costs=costs,
         costs_from=costs_from,
     )

@@ -32,6 +32,7 @@ class BenchOptions:
     threads: int | None = None  # thread budget of the inline executor's nodes; None: every usable core
     placement: str = "cost"  # process executor: "cost" or "separate" (one worker per node)
     costs: dict[str, float] | None = None  # measured costs for placement (None: the nodes' declared ones)
+    renice: bool = True  # process executor: workers well below the heaviest's load run behind it
     costs_from: str = "declared"  # where ``costs`` came from, for the report
 
 
@@ -91,7 +92,7 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
     context = RunContext(output_dir=output_dir, graph_name=graph.name, threads=threads, extra=dict(extra))
     # no data handed back (outputs=[]): like ``facegraph run``, the bench takes only each frame's completion
     run_options = RunOptions(context=context, max_frames=options.frames, extra=dict(extra), outputs=[],
-                             placement=options.placement, costs=options.costs)
+                             placement=options.placement, costs=options.costs, renice=options.renice)
     if options.max_in_flight:
         run_options.max_in_flight = options.max_in_flight
     run = Run(graph.copy(), executor, run_options)

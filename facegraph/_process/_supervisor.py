@@ -65,7 +65,7 @@ class Supervisor:
         self.wanted = list(graph.leaf_outputs() if options.outputs is None else options.outputs)
         self.wanted_keys = {str(r) for r in self.wanted}
         self.workers, self.collected = plan(graph, self.wanted, placement=options.placement, costs=options.costs,
-                                            cores=options.extra.get("cores"))
+                                            cores=options.extra.get("cores"), renice=options.renice)
         self.edges = edge_keys(graph)  # data, skip and end messages name their edge by its index here
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.byes: dict[int, list[Any]] = {}
@@ -153,6 +153,7 @@ class Supervisor:
             "max_frames": self.options.max_frames,
             "nslots": max(1, int(asked or FILE_IN_FLIGHT)) + 2,  # slots are touched only once used
             "incarnation": incarnation,
+            "nice": w.nice,
         }
 
     # ---- messages ------------------------------------------------------------------------------

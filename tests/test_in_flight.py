@@ -70,3 +70,19 @@ def test_live_source_keeps_few_in_flight() -> None:
     list(run)
     assert run.options.extra.get("max_in_flight") == LIVE_IN_FLIGHT
     assert FILE_IN_FLIGHT > LIVE_IN_FLIGHT
+
+
+def test_a_files_limit_fits_its_frames_in_the_shared_memory_budget() -> None:
+    import numpy as np
+
+    from facegraph._ports import Packet
+    from facegraph._process._worker import in_flight_for
+    from facegraph._run import FILE_IN_FLIGHT_BYTES
+
+    def frame(h: int, w: int) -> list[tuple[str, Any]]:
+        return [("frame", Packet(0, 0, "t", {"image": np.zeros((h, w, 3), np.uint8), "timestamp": 0.0}))]
+
+    assert in_flight_for(frame(480, 640)) == FILE_IN_FLIGHT
+    assert in_flight_for(frame(2160, 3840)) == FILE_IN_FLIGHT_BYTES // (2160 * 3840 * 3) < FILE_IN_FLIGHT
+    assert in_flight_for(frame(8640, 15360)) == LIVE_IN_FLIGHT  # never fewer than a live source keeps
+    assert in_flight_for([("frame", Packet(0, 0, "t", {"n": 1}))]) == FILE_IN_FLIGHT

@@ -103,9 +103,13 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
         deliveries.append(Delivery(result.frame_id, result.t_capture, time.monotonic_ns()))
     main = Usage(f"main ({executor})" if executor != "inline" else "main", os.getpid(), cpu_seconds() - cpu0,
                  peak_rss_mb())
+    in_flight = int(run.options.extra.get("max_in_flight") or 0)  # the process executor's, as its source admitted
     summary = summarise(
-        run.stats, deliveries, t_start_ns=t_start, warmup=options.warmup, sinks=sink_ids(graph), main=main
+        run.stats, deliveries, t_start_ns=t_start, warmup=options.warmup, sinks=sink_ids(graph), main=main,
+        drain=in_flight,
     )
+    if in_flight:
+        summary["max_in_flight"] = in_flight
     summary["cpu_ms_per_frame"] = round(1000.0 * run.stats.cpu_s / len(deliveries), 3) if deliveries else 0.0
     if run.stats.placement:
         summary["placement"] = run.stats.placement

@@ -41,7 +41,7 @@ from .._errors import NodeFailure
 from .._node import StopRun
 from .._ports import Packet
 from .._registry import node_class
-from .._run import FILE_IN_FLIGHT, LIVE_IN_FLIGHT
+from .._run import FILE_IN_FLIGHT, FILE_IN_FLIGHT_BYTES, LIVE_IN_FLIGHT
 from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from .._stats import NodeStats
 from ._links import Links
@@ -263,8 +263,10 @@ class Worker:
         src = self.src
         node = src.node
         live = bool(node.live)
-        limit = self.cfg["max_in_flight"] or (LIVE_IN_FLIGHT if live else FILE_IN_FLIGHT)
+        asked = self.cfg["max_in_flight"]
+        limit = asked or (LIVE_IN_FLIGHT if live else FILE_IN_FLIGHT)
         self.send(MAIN, pack(["start", node.total_frames(), live, limit]))
+        sized = bool(asked) or live  # a file's default limit is fitted to its frames' size at the first one
         max_frames = self.cfg["max_frames"]
         while not self.stopping and not self.halted:
             self.drain()
@@ -288,6 +290,12 @@ class Worker:
                     self.release_unclaimed(node.id)
                 continue
             self.admitted += 1
+            if not sized:
+                sized = True
+                fitted = in_flight_for(emissions)
+                if fitted != limit:
+                    limit = fitted
+                    self.send(MAIN, pack(["inflight", limit]))
             self.dispatch(node.id, emissions)
             if self.allocated:
                 self.release_unclaimed(node.id)
@@ -652,6 +660,18 @@ class Route:
         self.done = main == "done"
         self.targets = (*self.dests, MAIN) if main == "data" else self.dests  # who gets a data message
         self.local = consumers[eid]
+
+
+def in_flight_for(emissions: list[tuple[str, Any]]) -> int:
+    """A file source's limit for frames like this one: FILE_IN_FLIGHT, fewer where that many would hold more
+    than FILE_IN_FLIGHT_BYTES of shared memory (4K frames), never fewer than LIVE_IN_FLIGHT."""
+    size = 0
+    for _, item in emissions:
+        if isinstance(item, Packet):
+            size += sum(v.nbytes for v in item.fields.values() if isinstance(v, np.ndarray))
+    if size <= 0:
+        return FILE_IN_FLIGHT
+    return max(LIVE_IN_FLIGHT, min(FILE_IN_FLIGHT, FILE_IN_FLIGHT_BYTES // size))
 
 
 def usage() -> tuple[float, float]:

@@ -346,12 +346,12 @@ class Supervisor:
                 elif kind == "s":
                     entry = self.frame(msg[2], msg[3], msg[4])
                     entry[2].add(self.edges[msg[1]])
+                elif kind == "inflight":  # a file's limit, fitted to the size of its first frame
+                    self.options.extra["max_in_flight"] = msg[1]
                 elif kind == "start":
                     self.source_live = bool(msg[2]) if len(msg) > 2 else False
                     if len(msg) > 3:
                         self.options.extra["max_in_flight"] = msg[3]  # what the source worker admits at once
-                elif kind == "inflight":  # a file's limit, fitted to the size of its first frame
-                    self.options.extra["max_in_flight"] = msg[1]
                     restartable = [n for i, k in self.restarts_left.items() if k for n in self.workers[i - 1].nodes]
                     if restartable and not self.source_live:
                         log.warning(

@@ -190,6 +190,7 @@ class Worker:
                     self.handle(msg)
                     self.maybe_live()
         except NodeFailure as exc:
+            self._flush_quietly()  # what the frames before the failure produced goes out first
             self.send(MAIN, pack(["err", exc.node, exc.type_name, exc.cause, exc.frame_id, exc.traceback]))
         except Exception as exc:  # a bug of the engine: still report it against this worker
             first = self.cfg["nodes"][0]
@@ -197,6 +198,13 @@ class Worker:
                 MAIN,
                 pack(["err", first["id"], first["type"], f"{type(exc).__name__}: {exc}", None, traceback.format_exc()]),
             )
+
+    def _flush_quietly(self) -> None:
+        """Send what waits for the next idle moment (outputs, completion notices, releases), if we still can."""
+        try:
+            self.flush_releases()
+        except Exception:  # the failure being reported matters more than these
+            pass
 
     def finished(self) -> bool:
         if self.out_holds:  # packets still out there: the common case, checked first (this runs per message)

@@ -177,3 +177,19 @@ def test_someone_else_in_the_same_place_does_not_extend_a_followed_face():
     _run(book, 0, [_b(100, 100)], looks=[red])
     assert _run(book, 1, [_b(102, 100)], looks=[None])[0] == [0]  # no evidence never vetoes
     assert _run(book, 2, [_b(104, 100)], looks=[red * 0.9 + blue * 0.1])[0] == [0]  # a small change is fine
+
+
+def test_frame_histogram_picks_the_same_pixels_on_every_size():
+    """The fast path (OpenCV's nearest resize where the stride divides the frame) gives the strided copy's bits."""
+    import cv2
+
+    from facegraph.nodes.face._tracking import frame_histogram
+
+    rng = np.random.default_rng(3)
+    for h, w in ((480, 640), (720, 1280), (481, 643), (240, 320), (36, 50)):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        step = max(1, min(h // 72, w // 128))
+        small = cv2.resize(np.ascontiguousarray(image[::step, ::step]), (64, 36), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
+        assert np.array_equal(frame_histogram(image), (hist / max(float(hist.sum()), 1.0)).astype(np.float32))

@@ -182,7 +182,6 @@ def test_someone_else_in_the_same_place_does_not_extend_a_followed_face():
 def test_frame_histogram_picks_the_same_pixels_on_every_size():
     """The fast path (OpenCV's nearest resize where the stride divides the frame) gives the strided copy's bits."""
     import cv2
-
     from facegraph.nodes.face._tracking import frame_histogram
 
     rng = np.random.default_rng(3)
@@ -198,8 +197,9 @@ def test_frame_histogram_picks_the_same_pixels_on_every_size():
 def test_landmarks_take_the_shot_cut_from_detect_when_it_used_their_threshold():
     """detect's shot number decides (no histogram of its own) when detect looked with the same threshold;
     with another threshold, or without the field, landmarks look at the frame themselves."""
-    from facegraph import Packet, RunContext
     from facegraph.nodes.face.landmarks import Landmarks
+
+    from facegraph import Packet, RunContext
 
     office, beach = _scene((90, 60, 40), (120, 160)), _scene((200, 180, 40), (120, 160))
 

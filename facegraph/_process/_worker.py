@@ -270,7 +270,7 @@ class Worker:
     def run_source(self) -> None:
         src = self.src
         node = src.node
-        live = bool(node.live)
+        live = src.live  # a paced file (bench --realtime) is live too: it keeps LIVE_IN_FLIGHT and drops
         asked = self.cfg["max_in_flight"]
         limit = asked or (LIVE_IN_FLIGHT if live else FILE_IN_FLIGHT)
         self.send(MAIN, pack(["start", node.total_frames(), live, limit]))

@@ -40,6 +40,16 @@ class Result:
         return key in self.packets
 
 
+#: frames inside the graph at once when the run does not say (``max_in_flight`` None). A live source drops
+#: the frames that do not fit, so a few keep its latency low; a file's frames wait instead, so more of them keep
+#: every worker busy: throughput is at most in-flight ÷ latency (the default AU graph on 2 cores: 4 in flight
+#: held it near 4 ÷ 30 ms whatever the cores could do; 16 and 32 in flight ran it about 1.3× and 1.5× faster).
+#: A file's limit shrinks where that many frames would hold more than FILE_IN_FLIGHT_BYTES of shared memory.
+LIVE_IN_FLIGHT = 4
+FILE_IN_FLIGHT = 32
+FILE_IN_FLIGHT_BYTES = 256 << 20
+
+
 @dataclass
 class RunOptions:
     """How to run: shared by every executor."""
@@ -47,7 +57,7 @@ class RunOptions:
     context: RunContext = field(default_factory=RunContext)
     max_frames: int | None = None
     outputs: list[OutputRef] | None = None  # None: the leaf outputs; []: none (results carry no packets)
-    max_in_flight: int = 4
+    max_in_flight: int | None = None  # None: LIVE_IN_FLIGHT for a live source, FILE_IN_FLIGHT for a file
     validate: bool = True
     on_start: Callable[[int | None], None] | None = None  # called with the source's frame count
     extra: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +66,9 @@ class RunOptions:
     placement: str = "cost"
     #: measured costs (node id → ms of a core per frame) that replace the nodes' declared ones in placement
     costs: dict[str, float] | None = None
+    #: process executor, more workers than cores: the workers well below the heaviest's load run behind it
+    #: (a higher niceness), so the one that sets the pace is not descheduled in the middle of its frames
+    renice: bool = True
 
 
 EXECUTORS: dict[str, str] = {

@@ -116,7 +116,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     costs, costs_from = pick_costs(args.costs, graph, out_dir)
     options = RunOptions(context=context, max_frames=args.max_frames, on_start=bar.start, outputs=[],
-                         placement=args.placement, costs=costs)
+                         placement=args.placement, costs=costs, renice=args.renice)
     if args.max_in_flight:
         options.max_in_flight = args.max_in_flight
     run = Run(graph, args.executor or "process", options)
@@ -320,6 +320,9 @@ def add_placement_arguments(p: argparse.ArgumentParser) -> None:
                    help="node costs for placement: declared (default), auto (what the previous run into this output "
                    "folder measured, kept in its costs.json, else the declared ones), or a costs.json")
     p.add_argument("--explain", action="store_true", help="print the placement and each node's cost")
+    p.add_argument("--no-renice", dest="renice", action="store_false",
+                   help="process executor: keep every worker at this priority (default: with more workers than "
+                        "cores, those well below the heaviest's load run at a higher niceness)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -337,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--executor", choices=["process", "inline", "ray"],
                    help="how the graph runs (default process; for --batch, process per video when each job has "
                    "2+ cores, inline when it has one); ray: one Ray task per video (with --batch)")
-    p.add_argument("--max-in-flight", type=int, help="frames inside the graph at once (live sources drop beyond)")
+    p.add_argument("--max-in-flight", type=int,
+                   help="frames inside the graph at once (live sources drop beyond; default 4 live, 16 for a file)")
     p.add_argument("--stats", metavar="FILE.json", help="write per-node statistics at the end")
     add_placement_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")

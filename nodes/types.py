@@ -35,6 +35,8 @@ FACES = PortType(
     array("boxes", "float32", "N", 4, doc="x1, y1, x2, y2 in pixels"),
     array("scores", "float32", "N"),
     array("kps", "float32", "N", 5, 2, doc="eyes, nose tip, mouth corners (ArcFace order)"),
+    value("shot", int, required=False, doc="detect: shot cuts seen up to this frame (a new number: a new shot)"),
+    value("shot_cut", float, required=False, doc="detect: the frame-histogram threshold that found those cuts"),
     *_per_face(),
     doc="detected faces of one frame",
 )

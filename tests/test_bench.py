@@ -64,6 +64,11 @@ def test_fps_from_known_timestamps():
     assert fps_after_warmup(0, done, 2) == pytest.approx(4.0)
     assert fps_after_warmup(0, done, 0) == pytest.approx(1.0)
     assert fps_after_warmup(0, done[:2], 2) == 0.0
+    # a deep pipeline drains fast at the end: 4 frames in 4 s, then the 3 left in flight within 0.3 s
+    done = [1e9, 2e9, 3e9, 4e9, 4.1e9, 4.2e9, 4.3e9]
+    assert fps_after_warmup(0, done, 1, drain=3) == pytest.approx(1.0)
+    assert fps_after_warmup(0, done, 1) == pytest.approx(6 / 3.3)  # what counting the drain would claim
+    assert fps_after_warmup(0, done, 1, drain=10) == pytest.approx(6 / 3.3)  # too short to leave it out
 
 
 def test_warmup_is_shortened_for_short_runs():

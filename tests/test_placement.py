@@ -206,7 +206,11 @@ def test_costs_measured_in_a_run_carry_over_to_the_next(tmp_path):
 
 def face_graph() -> Graph:
     pytest.importorskip("facegraph.nodes")
-    return Graph.load(__import__("pathlib").Path(__file__).parent.parent / "graphs" / "webcam_au.yaml")
+    g = Graph.load(__import__("pathlib").Path(__file__).parent.parent / "graphs" / "webcam_au.yaml")
+    # 'auto' picks OpenFace's models (a heavy au) wherever 'facegraph models fetch openface-au' ran: the layout
+    # checked here is the geometric backend's, the same on every machine
+    g.set_param("au", "backend", "geometric")
+    return g
 
 
 def test_display_without_a_screen_costs_nothing(monkeypatch, tmp_path):
@@ -269,3 +273,41 @@ def test_cli_places_the_next_run_by_what_this_one_measured(tmp_path, capsys):
     assert main([*args, "--costs", "declared"]) == 0
     assert "placement by declared costs" in capsys.readouterr().out
     assert main([*args, "--costs", str(tmp_path / "nope.json")]) == 2
+
+
+def test_workers_behind_the_heaviest_run_at_a_higher_niceness(monkeypatch):
+    """More workers than cores: the heaviest (FaceMesh's) keeps the caller's priority, the rest run behind it."""
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    from facegraph._process._plan import BEHIND_NICE
+
+    nice = {w.name: w.nice for w in place(face_graph(), cores=2)}
+    assert nice == {"cam": BEHIND_NICE, "faces": BEHIND_NICE, "mesh": 0, "video": BEHIND_NICE}
+    assert all(w.nice == 0 for w in place(face_graph(), cores=8))  # a core each: nothing to order
+    assert all(w.nice == 0 for w in place(face_graph(), cores=2, renice=False))
+    # loads within BEHIND_SHARE of the heaviest stay level with it
+    g = graph()
+    assert {w.name: w.nice for w in place(g, cores=1)} == {"src": BEHIND_NICE, "h1": 0, "h2": 0, "l0": BEHIND_NICE}
+
+
+def test_a_run_starts_its_workers_at_the_planned_niceness():
+    import os
+
+    import psutil
+
+    from facegraph._process._plan import BEHIND_NICE
+
+    g = Graph("nice")
+    src = g.add("synthetic", id="src", frames_total=30, width=32, height=24)
+    g.add("test.place.heavy", id="h", value=src.frame)
+    base = os.nice(0)
+    seen: dict[str, int] = {}
+    for renice in (True, False):
+        run = facegraph.run(g, executor="process", extra={"cores": 1}, renice=renice)
+        it = iter(run)
+        next(it)
+        pids = run.options.extra["workers"]
+        seen = {name: psutil.Process(pid).nice() - base for name, pid in pids.items()}
+        list(it)
+        assert seen == ({"src": BEHIND_NICE, "h": 0} if renice else {"src": 0, "h": 0})

@@ -68,7 +68,7 @@ def test_open_failure_is_reported_before_any_frame():
 
 def test_sigkill_of_a_worker_ends_the_run():
     """The run stops at the failure (not after the source's 300 frames) and leaves no worker behind."""
-    run = facegraph.run(slow_graph(), executor="process")
+    run = facegraph.run(slow_graph(), executor="process", max_in_flight=4)
     it = iter(run)
     for _ in range(3):
         next(it)

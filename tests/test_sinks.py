@@ -461,3 +461,20 @@ def test_parquet_constant_columns_for_session_and_label(tmp_path):
     assert table.column("session").to_pylist() == ["clip01", "clip01"]
     assert table.column("label").to_pylist() == ["happy", "happy"]
     assert str(table.schema.field("embedding").type) == "fixed_size_list<element: float>[8]"
+
+
+def test_cell_formatter_writes_what_format_value_writes():
+    """The per-column formatter the CSV sink uses is format_value with the column's rule looked up once."""
+    from facegraph.nodes.io import _openface as of
+
+    columns = ["frame", "face_id", "timestamp", "confidence", "success", "track_id", "identity", "pose_Tx",
+               "pose_Rz", "x_0", "y_67", "box_x1", "lmk_x_3", "AU01_r", "AU45_c", "prob_happy", "identity_score",
+               "emb_0", "gaze_angle_x"]
+    values = [None, "a, b", 0, 7, -3, 1.23456789, -0.0004, 2.5, 1e-9, 123456.789, float("nan"), np.float32(0.1),
+              np.int64(12), True, 3.999999]
+    for column in columns:
+        cell = of.cell_formatter(column)
+        for value in values:
+            if of.precision(column) is None and isinstance(value, float) and value != value:
+                continue  # int(nan) raises in both
+            assert cell(value) == of.format_value(column, value), (column, value)

@@ -177,3 +177,42 @@ def test_someone_else_in_the_same_place_does_not_extend_a_followed_face():
     _run(book, 0, [_b(100, 100)], looks=[red])
     assert _run(book, 1, [_b(102, 100)], looks=[None])[0] == [0]  # no evidence never vetoes
     assert _run(book, 2, [_b(104, 100)], looks=[red * 0.9 + blue * 0.1])[0] == [0]  # a small change is fine
+
+
+def test_frame_histogram_picks_the_same_pixels_on_every_size():
+    """The fast path (OpenCV's nearest resize where the stride divides the frame) gives the strided copy's bits."""
+    import cv2
+    from facegraph.nodes.face._tracking import frame_histogram
+
+    rng = np.random.default_rng(3)
+    for h, w in ((480, 640), (720, 1280), (481, 643), (240, 320), (36, 50)):
+        image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        step = max(1, min(h // 72, w // 128))
+        small = cv2.resize(np.ascontiguousarray(image[::step, ::step]), (64, 36), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
+        assert np.array_equal(frame_histogram(image), (hist / max(float(hist.sum()), 1.0)).astype(np.float32))
+
+
+def test_landmarks_take_the_shot_cut_from_detect_when_it_used_their_threshold():
+    """detect's shot number decides (no histogram of its own) when detect looked with the same threshold;
+    with another threshold, or without the field, landmarks look at the frame themselves."""
+    from facegraph.nodes.face.landmarks import Landmarks
+
+    from facegraph import Packet, RunContext
+
+    office, beach = _scene((90, 60, 40), (120, 160)), _scene((200, 180, 40), (120, 160))
+
+    def decide(node, image, shot=None, threshold=0.25):
+        fields = {} if shot is None else {"shot": shot, "shot_cut": threshold}
+        return node._new_shot(image, Packet(0, 0, "t", {"image": image}), Packet(0, 0, "t", fields))
+
+    node = Landmarks("mesh", RunContext())
+    node._cuts, node._shot = ShotCuts(node.shot_cut), None
+    assert not decide(node, office, 0)
+    assert decide(node, office, 1)  # detect counted a cut: believed, though this frame looks like the last
+    assert not decide(node, beach, 1)  # no new number: no cut, whatever the picture
+    node._cuts = ShotCuts(node.shot_cut)
+    assert not decide(node, office, 5, threshold=0.5)  # another threshold: our own test, first frame
+    assert decide(node, beach, 5, threshold=0.5)  # our histogram sees the cut
+    assert not decide(node, beach) and decide(node, office)  # no field at all: our own test too

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", metavar="FILE.json", help="write per-node spans as a Chrome / Perfetto trace")
     parser.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE", help="override a parameter")
     parser.add_argument("--output", help="folder for the sinks' files (default ./facegraph-out/<graph name>-bench/)")
-    parser.add_argument("--max-in-flight", type=int, help="frames inside the graph at once")
+    parser.add_argument("--max-in-flight", type=int,
+                        help="frames inside the graph at once (default 4 for a live source, 16 for a file)")
     parser.add_argument("--quiet", action="store_true", help="no table on the terminal")
     add_placement_arguments(parser)
     parser.add_argument("--threads", type=int, metavar="N",
@@ -88,6 +89,7 @@ def main(args: argparse.Namespace) -> int:
         max_in_flight=args.max_in_flight,
         threads=args.threads,
         placement=args.placement,
+        renice=args.renice,
         costs=costs,
         costs_from=costs_from,
     )

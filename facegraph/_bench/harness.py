@@ -32,6 +32,7 @@ class BenchOptions:
     threads: int | None = None  # thread budget of the inline executor's nodes; None: every usable core
     placement: str = "cost"  # process executor: "cost" or "separate" (one worker per node)
     costs: dict[str, float] | None = None  # measured costs for placement (None: the nodes' declared ones)
+    renice: bool = True  # process executor: workers well below the heaviest's load run behind it
     costs_from: str = "declared"  # where ``costs`` came from, for the report
 
 
@@ -91,7 +92,7 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
     context = RunContext(output_dir=output_dir, graph_name=graph.name, threads=threads, extra=dict(extra))
     # no data handed back (outputs=[]): like ``facegraph run``, the bench takes only each frame's completion
     run_options = RunOptions(context=context, max_frames=options.frames, extra=dict(extra), outputs=[],
-                             placement=options.placement, costs=options.costs)
+                             placement=options.placement, costs=options.costs, renice=options.renice)
     if options.max_in_flight:
         run_options.max_in_flight = options.max_in_flight
     run = Run(graph.copy(), executor, run_options)
@@ -102,9 +103,13 @@ def run_once(graph: Graph, executor: str, options: BenchOptions, output_dir: Pat
         deliveries.append(Delivery(result.frame_id, result.t_capture, time.monotonic_ns()))
     main = Usage(f"main ({executor})" if executor != "inline" else "main", os.getpid(), cpu_seconds() - cpu0,
                  peak_rss_mb())
+    in_flight = int(run.options.extra.get("max_in_flight") or 0)  # the process executor's, as its source admitted
     summary = summarise(
-        run.stats, deliveries, t_start_ns=t_start, warmup=options.warmup, sinks=sink_ids(graph), main=main
+        run.stats, deliveries, t_start_ns=t_start, warmup=options.warmup, sinks=sink_ids(graph), main=main,
+        drain=in_flight,
     )
+    if in_flight:
+        summary["max_in_flight"] = in_flight
     summary["cpu_ms_per_frame"] = round(1000.0 * run.stats.cpu_s / len(deliveries), 3) if deliveries else 0.0
     if run.stats.placement:
         summary["placement"] = run.stats.placement

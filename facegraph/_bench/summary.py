@@ -54,18 +54,23 @@ def effective_warmup(delivered: int, warmup: int) -> int:
     return warmup if delivered > warmup else delivered // 5
 
 
-def fps_after_warmup(t_start_ns: int, done_ns: Sequence[int], warmup: int) -> float:
-    """Frames finished after the warm-up ÷ time from the end of the last warm-up frame to the last frame.
+def fps_after_warmup(t_start_ns: int, done_ns: Sequence[int], warmup: int, drain: int = 0) -> float:
+    """Frames finished after the warm-up ÷ time from the end of the last warm-up frame to the last one counted.
 
     ``done_ns`` are the times frames finished, in order; with no warm-up the
-    clock starts at ``t_start_ns`` (the start of the run).
+    clock starts at ``t_start_ns`` (the start of the run). ``drain``: the last
+    frames left out, those that finish while the graph empties (the frames in
+    flight when the source ran dry: nothing new competes with them for the cores,
+    so counting them flatters a deep pipeline). With both ends left out, the
+    window starts and ends with the graph equally full.
     """
     n = len(done_ns)
     if n <= warmup or n == 0:
         return 0.0
+    last = n - 1 - drain if n - 1 - drain > warmup else n - 1
     t0 = done_ns[warmup - 1] if warmup > 0 else t_start_ns
-    span = done_ns[-1] - t0
-    return (n - warmup) / (span / 1e9) if span > 0 else 0.0
+    span = done_ns[last] - t0
+    return (last + 1 - warmup) / (span / 1e9) if span > 0 else 0.0
 
 
 def latency_percentiles(latency_ns: Iterable[int]) -> dict[str, float]:
@@ -149,6 +154,7 @@ def summarise(
     warmup: int,
     sinks: Iterable[str],
     main: Usage,
+    drain: int = 0,
 ) -> dict[str, Any]:
     """One run's figures, JSON-ready, plus ``latency_series`` (frame_id, ms) for the plot."""
     warm = effective_warmup(len(deliveries), warmup)
@@ -165,7 +171,7 @@ def summarise(
     wall = (deliveries[-1].t_delivered - t_start_ns) / 1e9 if deliveries else stats.wall_s
     return {
         "executor": stats.executor,
-        "fps": round(fps_after_warmup(t_start_ns, [d.t_delivered for d in deliveries], warm), 2),
+        "fps": round(fps_after_warmup(t_start_ns, [d.t_delivered for d in deliveries], warm, drain), 2),
         "latency_ms": latency_percentiles(per_frame.values()),
         "latency_from": latency_from,
         "frames": len(deliveries),

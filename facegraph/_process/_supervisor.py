@@ -29,7 +29,7 @@ from .._errors import NodeFailure
 from .._graph import Graph
 from .._osutil import sigterm_as_interrupt
 from .._ports import Packet
-from .._run import Result, RunOptions
+from .._run import FILE_IN_FLIGHT, Result, RunOptions
 from .._stats import NodeStats, RunStats
 from ._links import POLLIN, Links
 from ._plan import BLAS_ENV, POOL_ENV, WorkerPlan, edge_keys, plan
@@ -65,7 +65,7 @@ class Supervisor:
         self.wanted = list(graph.leaf_outputs() if options.outputs is None else options.outputs)
         self.wanted_keys = {str(r) for r in self.wanted}
         self.workers, self.collected = plan(graph, self.wanted, placement=options.placement, costs=options.costs,
-                                            cores=options.extra.get("cores"))
+                                            cores=options.extra.get("cores"), renice=options.renice)
         self.edges = edge_keys(graph)  # data, skip and end messages name their edge by its index here
         self.procs: dict[int, multiprocessing.process.BaseProcess] = {}
         self.byes: dict[int, list[Any]] = {}
@@ -129,6 +129,7 @@ class Supervisor:
         from copy import copy
 
         context = copy(self.options.context)
+        asked = self.options.max_in_flight
         context.threads = w.threads
         nodes = []
         for nid in w.nodes:
@@ -148,10 +149,11 @@ class Supervisor:
             "sinks": w.sinks,
             "context": context,
             "validate": self.options.validate,
-            "max_in_flight": max(1, int(self.options.max_in_flight)),
+            "max_in_flight": None if asked is None else max(1, int(asked)),  # None: the source worker picks
             "max_frames": self.options.max_frames,
-            "nslots": max(1, int(self.options.max_in_flight)) + 2,
+            "nslots": max(1, int(asked or FILE_IN_FLIGHT)) + 2,  # slots are touched only once used
             "incarnation": incarnation,
+            "nice": w.nice,
         }
 
     # ---- messages ------------------------------------------------------------------------------
@@ -344,8 +346,12 @@ class Supervisor:
                 elif kind == "s":
                     entry = self.frame(msg[2], msg[3], msg[4])
                     entry[2].add(self.edges[msg[1]])
+                elif kind == "inflight":  # a file's limit, fitted to the size of its first frame
+                    self.options.extra["max_in_flight"] = msg[1]
                 elif kind == "start":
                     self.source_live = bool(msg[2]) if len(msg) > 2 else False
+                    if len(msg) > 3:
+                        self.options.extra["max_in_flight"] = msg[3]  # what the source worker admits at once
                     restartable = [n for i, k in self.restarts_left.items() if k for n in self.workers[i - 1].nodes]
                     if restartable and not self.source_live:
                         log.warning(

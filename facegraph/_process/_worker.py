@@ -41,6 +41,7 @@ from .._errors import NodeFailure
 from .._node import StopRun
 from .._ports import Packet
 from .._registry import node_class
+from .._run import FILE_IN_FLIGHT, FILE_IN_FLIGHT_BYTES, LIVE_IN_FLIGHT
 from .._runner import EOS, EndOfStream, NodeRunner, Skip, SourceRunner, open_node
 from .._stats import NodeStats
 from ._links import Links
@@ -54,6 +55,11 @@ MAIN = 0
 def worker_main(cfg: dict[str, Any]) -> None:
     """Entry point of a spawned worker."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
+    if cfg.get("nice"):  # a worker behind the heaviest one: it fills the gaps that one leaves (see _plan)
+        try:
+            os.nice(cfg["nice"])
+        except OSError:  # not allowed here: run at the same priority as the others
+            pass
     for module in cfg["modules"]:
         if module and module not in sys.modules:
             importlib.import_module(module)
@@ -184,6 +190,7 @@ class Worker:
                     self.handle(msg)
                     self.maybe_live()
         except NodeFailure as exc:
+            self._flush_quietly()  # what the frames before the failure produced goes out first
             self.send(MAIN, pack(["err", exc.node, exc.type_name, exc.cause, exc.frame_id, exc.traceback]))
         except Exception as exc:  # a bug of the engine: still report it against this worker
             first = self.cfg["nodes"][0]
@@ -191,6 +198,13 @@ class Worker:
                 MAIN,
                 pack(["err", first["id"], first["type"], f"{type(exc).__name__}: {exc}", None, traceback.format_exc()]),
             )
+
+    def _flush_quietly(self) -> None:
+        """Send what waits for the next idle moment (outputs, completion notices, releases), if we still can."""
+        try:
+            self.flush_releases()
+        except Exception:  # the failure being reported matters more than these
+            pass
 
     def finished(self) -> bool:
         if self.out_holds:  # packets still out there: the common case, checked first (this runs per message)
@@ -256,9 +270,11 @@ class Worker:
     def run_source(self) -> None:
         src = self.src
         node = src.node
-        live = bool(node.live)
-        self.send(MAIN, pack(["start", node.total_frames(), live]))
-        limit = self.cfg["max_in_flight"]
+        live = src.live  # a paced file (bench --realtime) is live too: it keeps LIVE_IN_FLIGHT and drops
+        asked = self.cfg["max_in_flight"]
+        limit = asked or (LIVE_IN_FLIGHT if live else FILE_IN_FLIGHT)
+        self.send(MAIN, pack(["start", node.total_frames(), live, limit]))
+        sized = bool(asked) or live  # a file's default limit is fitted to its frames' size at the first one
         max_frames = self.cfg["max_frames"]
         while not self.stopping and not self.halted:
             self.drain()
@@ -282,6 +298,12 @@ class Worker:
                     self.release_unclaimed(node.id)
                 continue
             self.admitted += 1
+            if not sized:
+                sized = True
+                fitted = in_flight_for(emissions)
+                if fitted != limit:
+                    limit = fitted
+                    self.send(MAIN, pack(["inflight", limit]))
             self.dispatch(node.id, emissions)
             if self.allocated:
                 self.release_unclaimed(node.id)
@@ -646,6 +668,18 @@ class Route:
         self.done = main == "done"
         self.targets = (*self.dests, MAIN) if main == "data" else self.dests  # who gets a data message
         self.local = consumers[eid]
+
+
+def in_flight_for(emissions: list[tuple[str, Any]]) -> int:
+    """A file source's limit for frames like this one: FILE_IN_FLIGHT, fewer where that many would hold more
+    than FILE_IN_FLIGHT_BYTES of shared memory (4K frames), never fewer than LIVE_IN_FLIGHT."""
+    size = 0
+    for _, item in emissions:
+        if isinstance(item, Packet):
+            size += sum(v.nbytes for v in item.fields.values() if isinstance(v, np.ndarray))
+    if size <= 0:
+        return FILE_IN_FLIGHT
+    return max(LIVE_IN_FLIGHT, min(FILE_IN_FLIGHT, FILE_IN_FLIGHT_BYTES // size))
 
 
 def usage() -> tuple[float, float]:

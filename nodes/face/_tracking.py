@@ -166,8 +166,13 @@ def frame_histogram(image: np.ndarray) -> np.ndarray:
     signature, ~0.1 ms at 640×480 (strided before the resize, so 1080p costs little more)."""
     import cv2
 
-    step = max(1, min(image.shape[0] // 72, image.shape[1] // 128))
-    small = cv2.resize(np.ascontiguousarray(image[::step, ::step]), (64, 36), interpolation=cv2.INTER_AREA)
+    h, w = image.shape[:2]
+    step = max(1, min(h // 72, w // 128))
+    if h % step or w % step:
+        strided = np.ascontiguousarray(image[::step, ::step])
+    else:  # the same pixels (every step-th row and column), picked by OpenCV in a third less time
+        strided = cv2.resize(image, (w // step, h // step), interpolation=cv2.INTER_NEAREST)
+    small = cv2.resize(strided, (64, 36), interpolation=cv2.INTER_AREA)
     hsv = cv2.cvtColor(small, cv2.COLOR_BGR2HSV)
     hist = cv2.calcHist([hsv], [0, 1, 2], None, [8, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
     return (hist / max(float(hist.sum()), 1.0)).astype(np.float32)

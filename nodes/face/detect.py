@@ -114,6 +114,7 @@ class Detect(Node):
         cv2.setNumThreads(max(1, self.context.threads))
         self._tracker = IoUTracker(self.track_iou, self.track_max_age)
         self._cuts = ShotCuts(self.shot_cut)
+        self._shots = 0  # cuts so far: sent with the faces, so landmarks need not look for them again
         self._last: dict[str, np.ndarray] = _empty()
         self._count = 0
         if self.backend == "scrfd":
@@ -150,6 +151,7 @@ class Detect(Node):
         image = frame.image
         if self._cuts(image, frame.get("shot")):
             self._tracker.cut()
+            self._shots += 1
         elif index % self.detect_every:
             return {"faces": self._last}
         if self.backend == "scrfd":
@@ -165,6 +167,8 @@ class Detect(Node):
             "scores": np.ascontiguousarray(scores, np.float32),
             "kps": np.ascontiguousarray(kps, np.float32),
             "track_id": ids.astype(np.int32),
+            "shot": self._shots,  # a cut frame always runs the detector, so a repeated output keeps its shot
+            "shot_cut": float(self.shot_cut),
         }
         return {"faces": self._last}
 

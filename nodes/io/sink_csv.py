@@ -44,6 +44,7 @@ class CsvSink(ResultSink):
     def _header(self) -> None:
         self.schema.frozen = True
         self.columns = csv_columns(self.schema, self.other_landmarks, self.extras)
+        self._cells = [(c, of.cell_formatter(c)) for c in self.columns]
         self._write_row(self.columns)
 
     def _write_row(self, cells: Iterable[str]) -> None:
@@ -65,9 +66,18 @@ class CsvSink(ResultSink):
             return
         if self.columns is None:
             self._header()
+        cells = self._cells
         for rec in records:
             row = expand_vectors(rec)
-            self._write_row([of.format_value(c, row.get(c)) for c in self.columns])
+            if self._writer is not None:
+                self._writer.writerow([cell(row.get(c)) for c, cell in cells])
+                continue
+            # only a text value can need quoting: a formatted number never holds , " or a line break
+            out = []
+            for c, cell in cells:
+                value = row.get(c)
+                out.append(_quote(value) if isinstance(value, str) else cell(value))
+            self.file.write(self.separator.join(out) + "\n")
         self.rows += len(records)
         self.file.flush()
 

@@ -52,6 +52,14 @@ def rank1(vectors: np.ndarray, labels: np.ndarray) -> float:
     return float((labels[sim.argmax(1)] == labels)[probes].mean())
 
 
+def rank1_gallery(probe: np.ndarray, probe_labels: np.ndarray, gallery: np.ndarray,
+                  gallery_labels: np.ndarray) -> float:
+    """Closed-set identification against a separate gallery: is each probe's nearest gallery image its person?"""
+    if not len(probe) or not len(gallery):
+        return float("nan")
+    return float((gallery_labels[(probe @ gallery.T).argmax(1)] == probe_labels).mean())
+
+
 def verify(embedder: Any, root: str | Path, *, max_per_class: int = 0, batch: int = 64,
            progress: bool = True) -> dict[str, Any]:
     import cv2

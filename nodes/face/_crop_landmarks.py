@@ -57,7 +57,8 @@ class MeshOnCrops:
             chunk = crops[start:start + batch]
             matrices = [fm.crop_matrix(self._roi(c.shape[0]), self.size) for c in chunk]
             warped = np.stack([cv2.warpAffine(c, m, (self.size, self.size), flags=cv2.INTER_LINEAR,
-                                              borderMode=cv2.BORDER_CONSTANT) for c, m in zip(chunk, matrices)])
+                                              borderMode=cv2.BORDER_CONSTANT)
+                               for c, m in zip(chunk, matrices, strict=True)])
             raw, flag = self.model.run_filled(len(chunk), lambda t, w=warped: _rgb_unit(w, t))
             pts = raw.reshape(len(chunk), -1, 3)
             for j, m in enumerate(matrices):

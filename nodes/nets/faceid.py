@@ -102,13 +102,13 @@ class ResNetEmbedding(nn.Module):
     def __init__(self, name: str, embedding: int, width: float = 1.0, dropout: float = 0.0) -> None:
         super().__init__()
         block, layers = RESNETS[name]
-        widths = [max(8, int(round(c * width))) for c in (64, 128, 256, 512)]
+        widths = [max(8, round(c * width)) for c in (64, 128, 256, 512)]
         self.conv1 = nn.Conv2d(3, widths[0], 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin, stages = widths[0], []
-        for i, (planes, n) in enumerate(zip(widths, layers)):
+        for i, (planes, n) in enumerate(zip(widths, layers, strict=False)):
             blocks = []
             for b in range(n):
                 blocks.append(block(cin, planes, 2 if (b == 0 and i > 0) else 1))
@@ -133,7 +133,7 @@ def build_backbone(cfg: FaceIDConfig) -> nn.Module:
     """RGB backbone → embedding, its first convolution widened to ``cfg.in_channels``."""
     extra = cfg.in_channels - 3
     if cfg.backbone.startswith("iresnet"):
-        widths = tuple(max(8, int(round(c * cfg.width))) for c in (64, 128, 256, 512))
+        widths = tuple(max(8, round(c * cfg.width)) for c in (64, 128, 256, 512))
         net = iresnet(LAYERS["r" + cfg.backbone[len("iresnet"):]], num_features=cfg.embedding, widths=widths,
                       input_size=cfg.input_size, dropout=cfg.dropout)
         net.conv1 = widen_first_conv(net.conv1, extra)

@@ -249,8 +249,8 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
     diff32 = _onnx_diff(path, sample.numpy(), ref)
     meta["onnx_max_abs_diff"] = diff32
     if fp16:
-        from onnxruntime.transformers.float16 import convert_float_to_float16
         import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
 
         half = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
         half_path = path.with_name("face_id_fp16.onnx")

@@ -59,7 +59,7 @@ def load_identities(root: str | Path, *, side: int = 112, holdout_people: int = 
     """Read ``root/<person>/*`` (BGR as OpenCV reads it, at ``side``) and split it reproducibly by ``seed``."""
     people, items = scan(root)
     counts = np.bincount([label for _, label in items], minlength=len(people))
-    few = [p for p, c in zip(people, counts) if c < min_images]
+    few = [p for p, c in zip(people, counts, strict=False) if c < min_images]
     if few:
         raise TrainingError(f"--data_root {root}: '{few[0]}' has fewer than {min_images} images")
     if not 0 <= holdout_people <= len(people) - 2:
@@ -77,7 +77,7 @@ def load_identities(root: str | Path, *, side: int = 112, holdout_people: int = 
         if person in unseen:
             role[index] = "unseen"
             continue
-        probes = rng.choice(index, max(1, int(round(probe_fraction * len(index)))), replace=False)
+        probes = rng.choice(index, max(1, round(probe_fraction * len(index))), replace=False)
         role[index] = "train"
         role[probes] = "probe"
     train_people = [p for i, p in enumerate(people) if i not in unseen]

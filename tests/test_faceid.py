@@ -3,19 +3,16 @@ verification metrics, the dlib extractor, and a few training batches through to 
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from conftest import shared_file  # noqa: E402
 from facegraph.nodes.face import _heatmaps as hm  # noqa: E402
 from facegraph.nodes.face._headpose import MODEL_68_MM  # noqa: E402
-
-from conftest import shared_file  # noqa: E402
 
 
 def _face68(size: int = 112) -> np.ndarray:
@@ -120,9 +117,8 @@ def test_joint_transform_moves_heatmap_peaks_with_the_landmarks():
 # -- first-conv widening -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backbone", ["resnet18", "iresnet18"])
 def test_widened_first_conv_keeps_rgb_filters_and_adds_their_mean(backbone):
-    from torch import nn
-
     from facegraph.nodes.nets.faceid import FaceIDConfig, build_backbone, widen_first_conv
+    from torch import nn
 
     conv = nn.Conv2d(3, 8, 3, bias=True)
     wide = widen_first_conv(conv, 7)

@@ -33,6 +33,11 @@ SHIPPED_MODELS = (
      "FER-2013 emotion CNN, 48x48 gray, 7 classes + 128-D embedding; val 63.8 % (facegraph train fer)",
      "MIT code; weights trained on FER-2013: research use only",
      "04c0ab410412986b4fe2eec73a421bbdf3651eff64a59a9a2e0b3299899b8ba8", 4_831_617),
+    ("facegraph/landmark_ae", "data/landmark_ae.npz", ("landmark_ae",),
+     "landmark autoencoder: posed iBUG-68 + head pose -> canonical landmarks (canonical_landmarks node); "
+     "held-out identities -59.6 % point error (facegraph train landmark-ae)",
+     "MIT code; weights trained on glint24 (Glint360k sample): research use only",
+     "6477c26e17e8d5ec3f683d9924053695d1e636b32359da4096143c06b45ab4ac", 547_774),
 )
 
 

@@ -175,7 +175,7 @@ def test_verification_metrics_on_a_constructed_case():
     tar, threshold = tar_at_far(scores, genuine, 1e-3)
     assert threshold == 0.5 and tar == 0.5
     vec = np.eye(3)[[0, 0, 1, 2]].astype(np.float32)  # A A alike; B's two images orthogonal
-    s, g = pair_scores(vec, np.array([0, 0, 1, 1]))
+    _s, g = pair_scores(vec, np.array([0, 0, 1, 1]))
     assert g.tolist() == [True, False, False, False, False, True]
     assert rank1(vec, np.array([0, 0, 1, 1])) == 0.5
     assert rank1_gallery(vec[:1], np.array([0]), vec[1:], np.array([0, 1, 1])) == 1.0

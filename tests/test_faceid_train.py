@@ -125,7 +125,8 @@ def test_landmark_ae_numpy_forward_matches_torch_and_node(tmp_path):
     shapes, centre, scale = normalise(pts)
     np.testing.assert_allclose(denormalise(shapes, centre, scale), pts, atol=1e-3)
     pose = rng.normal(0, 0.2, (30, 3)).astype(np.float32)
-    rows = LandmarkRows(shapes, pose, np.array([f"id{i % 5}" for i in range(30)]), np.array([str(i) for i in range(30)]))
+    names = np.array([f"id{i % 5}" for i in range(30)])
+    rows = LandmarkRows(shapes, pose, names, np.array([str(i) for i in range(30)]))
     assert len(write_chunks(rows, tmp_path / "chunks", chunk_size=8)) == 4
     back = read_chunks(tmp_path / "chunks")
     np.testing.assert_allclose(back.shapes, shapes)

@@ -12,6 +12,7 @@ Chunks are read with numpy, or with pyspark when it is installed (``--spark``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,7 @@ class LandmarkMLP(nn.Module):
         super().__init__()
         dims = [139] + [hidden] * layers
         mods: list[nn.Module] = []
-        for a, b in zip(dims[:-1], dims[1:], strict=True):
+        for a, b in itertools.pairwise(dims):
             mods += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(dropout)]
         mods.append(nn.Linear(dims[-1], 136))
         self.net = nn.Sequential(*mods)

@@ -123,8 +123,11 @@ class FaceIDTask:
     kind = "face-id"
 
     def __init__(self, data: IdentityData, config: FaceIDConfig, *, heatmaps: np.ndarray | None,
-                 spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "") -> None:
+                 spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "",
+                 margin_warmup: float = 0.0) -> None:
         self.data, self.config, self.spec, self.extractor = data, config, spec, extractor
+        self.margin_warmup = margin_warmup
+        self.margin = 0.5 if config.head == "arcface" else 0.4
         self.size = config.input_size
         self.rgb = torch.from_numpy(rgb_input(resize_crops(data.images, self.size)))
         self.maps = torch.from_numpy(np.asarray(heatmaps)) if heatmaps is not None else None
@@ -156,12 +159,19 @@ class FaceIDTask:
             x = self.stacked(torch.from_numpy(self.train_index)[pick])
             if self.augment is not None:
                 x = self.augment(x, generator)
-            yield x, self.train_labels[pick]
+            yield x, self.train_labels[pick], self.margin_at(epoch + b / self.steps_per_epoch(batch_size))
+
+    def margin_at(self, epochs: float) -> float:
+        """The head's margin after ``epochs`` (fractional): linear from 0 over ``margin_warmup`` epochs."""
+        if self.margin_warmup <= 0:
+            return self.margin
+        return self.margin * min(1.0, epochs / self.margin_warmup)
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0].to(device), batch[1].to(device)
+        model.head.set_margin(batch[2])
         logits = model(x, y)
-        return F.cross_entropy(logits, y), {}
+        return F.cross_entropy(logits, y), {"margin": float(batch[2])}
 
     def embed(self, model: nn.Module, index: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
         out = []

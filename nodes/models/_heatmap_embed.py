@@ -23,7 +23,8 @@ from ._arcface import l2_normalise
 
 
 def wants_heatmaps(metadata: dict[str, Any]) -> bool:
-    return bool(metadata.get("heatmaps"))
+    """A model of ``facegraph train face-id`` (RGB only or with heatmaps): embedded exactly as it was trained."""
+    return bool(metadata.get("heatmaps")) or metadata.get("kind") == "face-id"
 
 
 def resize_area(crops: np.ndarray, size: int) -> np.ndarray:

@@ -67,8 +67,8 @@ def flip_channels(spec: dict[str, Any] | None, points: int) -> list[int] | None:
 class JointTransform:
     """Random similarity + flip on stacked [N, 3+C, S, S] (RGB first): the heatmaps move with the image."""
 
-    def __init__(self, flip_order: list[int] | None, *, scale: float = 0.08, rotate: float = 10.0,
-                 shift: float = 0.06, color: float = 0.2, mask_channel: bool = False) -> None:
+    def __init__(self, flip_order: list[int] | None, *, scale: float = 0.05, rotate: float = 6.0,
+                 shift: float = 0.04, color: float = 0.15, mask_channel: bool = False) -> None:
         self.flip_order, self.scale, self.rotate, self.shift = flip_order, scale, rotate, shift
         self.color, self.mask_channel = color, mask_channel
 
@@ -124,10 +124,10 @@ class FaceIDTask:
 
     def __init__(self, data: IdentityData, config: FaceIDConfig, *, heatmaps: np.ndarray | None,
                  spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "",
-                 margin_warmup: float = 0.0) -> None:
+                 margin_warmup: float = 0.0, margin: float | None = None) -> None:
         self.data, self.config, self.spec, self.extractor = data, config, spec, extractor
         self.margin_warmup = margin_warmup
-        self.margin = 0.5 if config.head == "arcface" else 0.4
+        self.margin = margin if margin is not None else 0.5 if config.head == "arcface" else 0.4
         self.size = config.input_size
         self.rgb = torch.from_numpy(rgb_input(resize_crops(data.images, self.size)))
         self.maps = torch.from_numpy(np.asarray(heatmaps)) if heatmaps is not None else None

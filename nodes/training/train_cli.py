@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="drop training images whose landmarks failed (default: keep them, heatmaps and mask 0)")
     p.add_argument("--holdout-people", type=int, default=6, help="people never trained on (verification)")
     p.add_argument("--probe-fraction", type=float, default=0.2, help="images of each person kept out (rank-1)")
-    p.add_argument("--margin-warmup", type=float, default=4.0,
+    p.add_argument("--margin", type=float, help="the head's margin (default ArcFace 0.5, CosFace 0.4)")
+    p.add_argument("--margin-warmup", type=float, default=2.0,
                    help="epochs over which the margin grows from 0 to ArcFace's 0.5 / CosFace's 0.4 (0: full from "
                    "the start; from scratch on a small set a full margin stalls)")
     p.add_argument("--no-augment", action="store_true", help="no joint transforms (flip, similarity, colour)")
@@ -260,7 +261,7 @@ def train_face_id(args: argparse.Namespace) -> int:
                        embedding=args.embedding, width=args.width, head="cosface" if args.use_cosface else "arcface",
                        classes=len(data.train_people))
     task = FaceIDTask(data, cfg, heatmaps=maps, spec=spec, points=points, augment=not args.no_augment,
-                      extractor=args.extractor, margin_warmup=args.margin_warmup)
+                      extractor=args.extractor, margin_warmup=args.margin_warmup, margin=args.margin)
     print(f"model {args.backbone} ×{args.width} at {args.img_size} px, {cfg.in_channels} input channels, "
           f"{cfg.head} head over {cfg.classes} people", flush=True)
     command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -157,3 +157,20 @@ def test_landmark_ae_numpy_forward_matches_torch_and_node(tmp_path):
     assert got["points"].shape == (2, 68, 2) and got["track_id"].tolist() == [3, 4]
     s2, c2, k2 = normalise(pts[:2])
     np.testing.assert_allclose(got["points"], denormalise(ae.canonical(s2, pose[:2]), c2, k2), atol=1e-4)
+
+
+def test_shipped_face_id_model_says_what_it_needs():
+    from facegraph.nodes.models._modelparams import SHIPPED_MODELS
+
+    row = next((r for r in SHIPPED_MODELS if r[0] == "facegraph/face_id"), None)
+    assert row is not None, "facegraph/face_id is not in the shipped catalogue"
+    path = Path(__import__("facegraph.nodes.models", fromlist=["x"]).__file__).parent / row[1]
+    assert path.stat().st_size == row[6] <= 16_000_000
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["in_channels"] == len(meta["channels"]) == 3 + hm.channels(meta["heatmaps"])
+    for key in ("command", "train_seconds", "scores", "data"):
+        assert key in meta
+    import onnxruntime as ort
+
+    shape = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+    assert shape[1] == meta["in_channels"]

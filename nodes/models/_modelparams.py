@@ -39,7 +39,8 @@ SHIPPED_MODELS = (
      "MIT code; weights trained on glint24 (Glint360k sample): research use only",
      "6477c26e17e8d5ec3f683d9924053695d1e636b32359da4096143c06b45ab4ac", 547_774),
     ("facegraph/face_id", "data/face_id.onnx", ("face_id",),
-     'face ID resnet18 x0.5 over heatmap_left_eye, heatmap_right_eye, heatmap_nose, heatmap_left_mouth, heatmap_right_mouth, heatmap_chin (9 ch, 80 px, 512-D); unseen people AUC 0.709, rank-1 0.756 (facegraph train face-id)',
+     "face ID ResNet-18 x0.5 over RGB + 6 grouped landmark heatmaps (9 ch, 80 px, 512-D); "
+     "unseen people AUC 0.709, rank-1 0.756 (facegraph train face-id)",
      "MIT code; weights trained on glint24 (Glint360k sample): research use only",
      "34e18c73f3630b57430e0e36c9b914b0fc92dc18b60998d15c257999322c762e", 5_894_378),
 )

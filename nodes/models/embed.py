@@ -4,7 +4,11 @@ Runs any 112×112 recognition ONNX (insightface's w600k_r50 / w600k_mbf, an
 iResNet exported by ``facegraph.nodes.nets.iresnet.export_onnx``, a
 MobileFaceNet), or ``dlib``: dlib's 128-D ResNet descriptor with its own 5-point
 alignment inside the crop (the ``[dlib]`` extra, installs offline from PyPI);
-the vector length D comes from the model. Input normalisation
+the vector length D comes from the model. A model of ``facegraph train face-id``
+whose .json asks for landmark heatmap channels gets them from the optional
+``landmarks`` input (the landmarks node's output for the same faces, moved into
+each crop by its matrix; ``_heatmap_embed``), or, unconnected, from FaceMesh on
+the crop as in training. Input normalisation
 comes from the model's metadata.json (``mean``, ``std``, ``color``), else
 insightface's RGB (x − 127.5) / 127.5.
 """

@@ -247,6 +247,13 @@ def train_face_id(args: argparse.Namespace) -> int:
         points = pts.shape[1] if args.group_all_landmarks else 68
         spec = heatmap_spec(True, args.add_mask_channel, args.group_all_landmarks,
                             args.sigma or default_sigma(args.img_size), points)
+        from ..face._heatmaps import channels as extra_channels
+
+        need = len(pts) * extra_channels(spec, points) * args.img_size**2 * 2
+        if need > 6e9:
+            raise TrainingError(f"--group_all_landmarks: {extra_channels(spec, points)} heatmap channels of "
+                                f"{len(pts)} images at {args.img_size} px need {need / 1e9:.0f} GB in memory; use "
+                                "--extractor dlib (68 points), a smaller --img_size, or the 6 groups")
         maps = fd.heatmaps_for(pts, valid, args.img_size, spec, data.images.shape[1],
                                cache_dir=cache if args.cache_heatmaps else None, paths=data.paths)
         if args.drop_failed and not valid.all():

@@ -138,7 +138,11 @@ def open_embedder(spec: str, *, framing: str = "arcface", providers: Any = "auto
     if is_dlib(spec):
         return DlibEmbedder(framing=framing, shape68=str(spec).lower() in SHAPE_NAMES)
     from ._arcface import Embedder
+    from ._heatmap_embed import HeatmapEmbedder, wants_heatmaps
+    from ._onnx import load_metadata, resolve_model
 
+    if wants_heatmaps(load_metadata(resolve_model(spec))):  # our face-ID models over RGB + heatmaps
+        return HeatmapEmbedder(spec, providers=providers, threads=threads)
     embedder = Embedder(spec, providers=providers, threads=threads)
     embedder.name = str(spec)
     return embedder

@@ -33,6 +33,16 @@ SHIPPED_MODELS = (
      "FER-2013 emotion CNN, 48x48 gray, 7 classes + 128-D embedding; val 63.8 % (facegraph train fer)",
      "MIT code; weights trained on FER-2013: research use only",
      "04c0ab410412986b4fe2eec73a421bbdf3651eff64a59a9a2e0b3299899b8ba8", 4_831_617),
+    ("facegraph/landmark_ae", "data/landmark_ae.npz", ("landmark_ae",),
+     "landmark autoencoder: posed iBUG-68 + head pose -> canonical landmarks (canonical_landmarks node); "
+     "held-out identities -59.6 % point error (facegraph train landmark-ae)",
+     "MIT code; weights trained on glint24 (Glint360k sample): research use only",
+     "6477c26e17e8d5ec3f683d9924053695d1e636b32359da4096143c06b45ab4ac", 547_774),
+    ("facegraph/face_id", "data/face_id.onnx", ("face_id",),
+     "face ID ResNet-18 x0.5 over RGB + 6 grouped landmark heatmaps (9 ch, 80 px, 512-D); "
+     "unseen people AUC 0.709, rank-1 0.756 (facegraph train face-id)",
+     "MIT code; weights trained on glint24 (Glint360k sample): research use only",
+     "34e18c73f3630b57430e0e36c9b914b0fc92dc18b60998d15c257999322c762e", 5_894_378),
 )
 
 

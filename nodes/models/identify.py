@@ -68,9 +68,9 @@ class Identify(Node):
             model_id = _catalogue.model_hash(model_path)
 
             def factory():
-                from ._arcface import Embedder
+                from ._dlib import open_embedder  # an ONNX embedder, or ours over RGB + heatmaps
 
-                return Embedder(model_path, providers=self.providers, threads=self.context.threads)
+                return open_embedder(str(model_path), providers=self.providers, threads=self.context.threads)
 
             self.book, self.cache_file, self.built = _gallery.load_or_build(path, model_id, factory, self.detector)
         else:

@@ -49,6 +49,10 @@ class ArcFace(MarginHead):
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.5) -> None:
         super().__init__(embedding_size, num_classes, s)
+        self.set_margin(m)
+
+    def set_margin(self, m: float) -> None:
+        """Change m (a margin warm-up starts from 0: from scratch, a full margin stalls small data sets)."""
         self.m = m
         self.cos_m, self.sin_m = math.cos(m), math.sin(m)
         self.theta = math.cos(math.pi - m)  # beyond this, θ + m would pass π
@@ -65,6 +69,9 @@ class CosFace(MarginHead):
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.4) -> None:
         super().__init__(embedding_size, num_classes, s)
+        self.m = m
+
+    def set_margin(self, m: float) -> None:
         self.m = m
 
     def margin(self, cos_target: torch.Tensor) -> torch.Tensor:

@@ -93,6 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--max-frames", type=int, help="stop after this many frames")
     p.add_argument("--no-hog", action="store_true", help="leave hog_features zero (faster)")
     p.set_defaults(run_step=run_hdf5)
+    p = sub.add_parser("landmark-chunks", help="normalised 68-point landmarks + head pose + identity, in .npz chunks "
+                       "(for facegraph train landmark-ae)")
+    p.add_argument("--images", required=True, help="aligned face crops, DIR/<identity>/<image>")
+    p.add_argument("--out", required=True, help="folder for chunk_00000.npz, …")
+    p.add_argument("--chunk-size", type=int, default=1000)
+    p.add_argument("--extractor", choices=["mediapipe", "dlib"], default="mediapipe")
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(run_step=run_landmark_chunks)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -203,4 +211,25 @@ def run_hdf5(args: argparse.Namespace) -> int:
     print(f"{args.out}: {report.samples} samples of '{name}' from {report.frames} frames (rows {start}–{total}); "
           f"skipped {report.failed} the teacher failed on, {report.low_quality} below --min-confidence "
           f"{args.min_confidence}, {report.no_row} without a CSV row")
+def run_landmark_chunks(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..face._crop_landmarks import crop_pose
+    from ..face._heatmaps import as_68
+    from ..face._landmark_ae import normalise
+    from .faceid_data import landmarks_for, load_identities
+    from .landmark_ae import LandmarkRows, write_chunks
+
+    if args.chunk_size < 1:
+        raise TrainingError(f"--chunk-size must be ≥ 1, got {args.chunk_size}")
+    data = load_identities(args.images, holdout_people=0, probe_fraction=0.5)
+    points, valid = landmarks_for(data, args.extractor, cache_dir=None, threads=args.threads)
+    pose = crop_pose(points, valid, data.images.shape[1])
+    shapes, _, _ = normalise(as_68(points))
+    keep = valid & np.isfinite(pose).all(1)
+    rows = LandmarkRows(shapes[keep], pose[keep], np.array(data.people)[data.labels[keep]],
+                        np.array(data.paths)[keep])
+    files = write_chunks(rows, args.out, args.chunk_size)
+    print(f"wrote {len(files)} chunks to {args.out}: {int(keep.sum())} faces of {len(np.unique(rows.identity))} "
+          f"identities ({int((~keep).sum())} without landmarks or pose left out)")
     return 0

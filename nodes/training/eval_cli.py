@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--framing", choices=["arcface", "full"], default="arcface",
                    help="dlib: how the crops are framed (arcface: aligned 112×112, as glint24)")
     p.add_argument("--max-per-class", type=int, default=0, help="use at most N images per person (0: all)")
+    p.add_argument("--people", help="comma list: only these person folders")
+    p.add_argument("--unseen-only", action="store_true",
+                   help="only the people the model's card lists as never trained on (face-id models)")
+    p.add_argument("--yaw", action="store_true",
+                   help="yaw-binned figures (0-15, 15-30, 30-45, >45 degrees), yaw from FaceMesh + the pose node")
     p.add_argument("--json", metavar="FILE", help="write the scores as JSON")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run_family=eval_verify)
@@ -71,11 +76,24 @@ def eval_verify(args: argparse.Namespace) -> int:
         embedder = open_embedder(spec, framing=args.framing, threads=os.cpu_count() or 1)
     except FacegraphError as exc:
         raise TrainingError(f"--model {spec}: {exc}") from None
-    s = verify(embedder, args.data, max_per_class=args.max_per_class, progress=not args.no_progress)
+    people = [p for p in (args.people or "").split(",") if p] or None
+    if args.unseen_only:
+        meta = getattr(getattr(embedder, "model", None), "metadata", {}) or {}
+        people = (meta.get("data") or {}).get("unseen_people")
+        if not people:
+            raise TrainingError(f"--unseen-only: the metadata of {spec} lists no unseen people")
+    s = verify(embedder, args.data, max_per_class=args.max_per_class, progress=not args.no_progress,
+               people=people, yaw=args.yaw)
     print(f"{spec} on {s['data']}: {s['people']} people, {s['images']} images, {s['dim']}-D; "
           f"{s['genuine_pairs']} genuine / {s['impostor_pairs']} impostor pairs")
     print(f"ROC AUC {s['roc_auc']:.4f}  TAR@FAR=1e-3 {s['tar_at_far_1e-3']:.4f} (threshold "
           f"{s['threshold_at_far_1e-3']:.3f})  rank-1 {s['rank1']:.4f}")
+    for row in s.get("yaw_bins", []):
+        figures = "  ".join(f"{k} {row[k]:.4f}" for k in ("roc_auc", "tar_at_far_1e-3", "rank1") if k in row)
+        print(f"  |yaw| {row['bin']:>5}°: {row['images']:4d} images, {row['genuine_pairs']} genuine / "
+              f"{row['impostor_pairs']} impostor pairs  {figures or '(too few pairs)'}")
+    if "yaw_note" in s:
+        print(s["yaw_note"])
     if args.json:
         Path(args.json).write_text(json.dumps({"model": spec, **s}, indent=2) + "\n")
         print(f"wrote {args.json}")

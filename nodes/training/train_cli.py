@@ -96,6 +96,54 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             add_trainer_arguments(p, out="runs/au_net", epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4,
                                   patience=10, extra_epochs=2, monitor="val_mean_r", mode="max")
         p.set_defaults(run_family=train_facepose, family=name)
+    p = sub.add_parser("face-id", help="face identity (ArcFace/CosFace) on RGB + landmark heatmap channels")
+    p.add_argument("--data_root", "--data-root", dest="data_root", required=True, help="identity folder DIR/<person>/")
+    p.add_argument("--backbone", default="resnet50",
+                   help="resnet18|34|50 (default resnet50, as designed) or iresnet18|34|50; smaller ones suit a CPU")
+    p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the backbone (0.5: ~1/4 compute)")
+    p.add_argument("--img_size", "--img-size", dest="img_size", type=int, default=112, help="network input side")
+    p.add_argument("--embedding", type=int, default=512)
+    p.add_argument("--use_heatmaps", "--use-heatmaps", dest="use_heatmaps", action="store_true",
+                   help="stack 6 grouped landmark heatmaps on the RGB crop")
+    p.add_argument("--add_mask_channel", "--add-mask-channel", dest="add_mask_channel", action="store_true",
+                   help="with --use_heatmaps: one more channel, 1 where the landmarks were found")
+    p.add_argument("--group_all_landmarks", "--group-all-landmarks", dest="group_all_landmarks", action="store_true",
+                   help="one heatmap per landmark (68 dlib / 468 MediaPipe channels) instead of 6 groups")
+    p.add_argument("--sigma", type=float, default=0.0, help="heatmap Gaussian sigma in px (default 2 at 112 px)")
+    p.add_argument("--extractor", choices=["mediapipe", "dlib"], default="mediapipe",
+                   help="landmarks: MediaPipe FaceMesh (default) or dlib 68 (the [dlib] extra)")
+    p.add_argument("--use_cosface", "--use-cosface", dest="use_cosface", action="store_true",
+                   help="CosFace margin head instead of ArcFace")
+    p.add_argument("--cache_landmarks", "--cache-landmarks", dest="cache_landmarks", action="store_true",
+                   help="keep the landmarks in --cache-dir (reused by later runs on the same files)")
+    p.add_argument("--cache_heatmaps", "--cache-heatmaps", dest="cache_heatmaps", action="store_true",
+                   help="keep the heatmap channels in --cache-dir (float16)")
+    p.add_argument("--cache-dir", help="where the caches go (default OUT/cache)")
+    p.add_argument("--drop-failed", action="store_true",
+                   help="drop training images whose landmarks failed (default: keep them, heatmaps and mask 0)")
+    p.add_argument("--holdout-people", type=int, default=6, help="people never trained on (verification)")
+    p.add_argument("--probe-fraction", type=float, default=0.2, help="images of each person kept out (rank-1)")
+    p.add_argument("--margin", type=float, help="the head's margin (default ArcFace 0.5, CosFace 0.4)")
+    p.add_argument("--margin-warmup", type=float, default=2.0,
+                   help="epochs over which the margin grows from 0 to ArcFace's 0.5 / CosFace's 0.4 (0: full from "
+                   "the start; from scratch on a small set a full margin stalls)")
+    p.add_argument("--no-augment", action="store_true", help="no joint transforms (flip, similarity, colour)")
+    p.add_argument("--no-fp16", action="store_true", help="skip the fp16 copy of the export")
+    add_trainer_arguments(p, out="runs/face_id", epochs=30, batch_size=64, lr=2e-3, weight_decay=5e-4, patience=30,
+                          extra_epochs=0, warmup_epochs=1.0, monitor="val_accuracy")
+    p.set_defaults(run_family=train_face_id)
+
+    p = sub.add_parser("landmark-ae", help="MLP: posed landmarks + head pose → the identity's canonical landmarks")
+    p.add_argument("--chunks", required=True, help="folder of facegraph data landmark-chunks")
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.add_argument("--noise", type=float, default=0.0, help="Gaussian noise on the input shapes while training")
+    p.add_argument("--holdout-identities", type=int, default=6, help="identities kept out for validation")
+    p.add_argument("--spark", action="store_true", help="read the chunks with pyspark (when installed)")
+    add_trainer_arguments(p, out="runs/landmark_ae", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4,
+                          patience=30, extra_epochs=0, warmup_epochs=2.0, monitor="val_error", mode="min")
+    p.set_defaults(run_family=train_landmark_ae)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -286,4 +334,101 @@ def _export_only(args: argparse.Namespace, task, exports: list[str], command: st
                            seconds=float(state.get("seconds", 0.0)), best=dict(state.get("best_metrics", {})),
                            weights=Path(args.export_only).name):
         print(f"exported {path}", flush=True)
+def train_face_id(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..nets.faceid import BACKBONES, FaceIDConfig
+    from . import faceid_data as fd
+    from .faceid import FaceIDTask, default_sigma, export, heatmap_spec
+    from .trainer import Trainer
+
+    if args.backbone not in BACKBONES:
+        raise TrainingError(f"--backbone {args.backbone}: one of {', '.join(BACKBONES)}")
+    if args.add_mask_channel and not args.use_heatmaps:
+        raise TrainingError("--add_mask_channel needs --use_heatmaps")
+    if args.img_size % 16:
+        raise TrainingError(f"--img_size must be a multiple of 16, got {args.img_size}")
+    config = config_from(args)
+    config.check()
+    out = Path(config.out)
+    cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
+    data = fd.load_identities(args.data_root, holdout_people=args.holdout_people,
+                              probe_fraction=args.probe_fraction, seed=args.seed)
+    split = fd.split_record(data)
+    print(f"data {args.data_root}: {split['images']} images of {split['people']} people; training on "
+          f"{split['train_images']} images of {len(data.train_people)} people, {split['probe_images']} probe "
+          f"images held out, {split['unseen_images']} images of {len(split['unseen_people'])} people never seen "
+          f"({', '.join(split['unseen_people'])})", flush=True)
+    maps, spec, points = None, None, 68
+    if args.use_heatmaps:
+        pts, valid = fd.landmarks_for(data, args.extractor, cache_dir=cache if args.cache_landmarks else None,
+                                      threads=max(1, config.threads))
+        points = pts.shape[1] if args.group_all_landmarks else 68
+        spec = heatmap_spec(True, args.add_mask_channel, args.group_all_landmarks,
+                            args.sigma or default_sigma(args.img_size), points)
+        from ..face._heatmaps import channels as extra_channels
+
+        need = len(pts) * extra_channels(spec, points) * args.img_size**2 * 2
+        if need > 6e9:
+            raise TrainingError(f"--group_all_landmarks: {extra_channels(spec, points)} heatmap channels of "
+                                f"{len(pts)} images at {args.img_size} px need {need / 1e9:.0f} GB in memory; use "
+                                "--extractor dlib (68 points), a smaller --img_size, or the 6 groups")
+        maps = fd.heatmaps_for(pts, valid, args.img_size, spec, data.images.shape[1],
+                               cache_dir=cache if args.cache_heatmaps else None, paths=data.paths)
+        if args.drop_failed and not valid.all():
+            data.role[(~valid) & (data.role == "train")] = "dropped"
+            print(f"--drop-failed: {int((~valid).sum())} images without landmarks left out", flush=True)
+        elif not valid.all():
+            print(f"{int((~valid).sum())} images without landmarks kept (heatmaps 0"
+                  + (", mask 0)" if args.add_mask_channel else ")"), flush=True)
+    from ..face._heatmaps import channels
+
+    cfg = FaceIDConfig(backbone=args.backbone, in_channels=3 + channels(spec, points), input_size=args.img_size,
+                       embedding=args.embedding, width=args.width, head="cosface" if args.use_cosface else "arcface",
+                       classes=len(data.train_people))
+    task = FaceIDTask(data, cfg, heatmaps=maps, spec=spec, points=points, augment=not args.no_augment,
+                      extractor=args.extractor, margin_warmup=args.margin_warmup, margin=args.margin)
+    print(f"model {args.backbone} ×{args.width} at {args.img_size} px, {cfg.in_channels} input channels, "
+          f"{cfg.head} head over {cfg.classes} people", flush=True)
+    command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
+    print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
+          + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
+    path, scores = export(result.model, out, task, command=command, seconds=result.seconds,
+                          data_root=str(args.data_root), best=result.best_metrics, split=split,
+                          fp16=not args.no_fp16)
+    line = ", ".join(f"{k} {v:.4f}" for k, v in scores["fp32"].items() if not np.isnan(v))
+    print(f"exported {path} (+ {path.with_suffix('.json').name}); ONNX held-out: {line}", flush=True)
+    return 0
+
+
+def train_landmark_ae(args: argparse.Namespace) -> int:
+    import time
+
+    from .landmark_ae import LandmarkAETask, export, read_chunks, split_identities
+    from .trainer import Trainer
+
+    config = config_from(args)
+    config.check()
+    rows = read_chunks(args.chunks, spark=args.spark)
+    train, val = split_identities(rows, args.holdout_identities, args.seed)
+    held = sorted(set(rows.identity[val].tolist()))
+    print(f"chunks {args.chunks}: {len(rows.shapes)} faces; {len(train)} train, {len(val)} held-out faces of "
+          f"{len(held)} identities ({', '.join(held)})", flush=True)
+    task = LandmarkAETask(rows, train, val, hidden=args.hidden, layers=args.layers, dropout=args.dropout,
+                          noise=args.noise)
+    command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
+    model = result.model.cpu().eval()
+    s = task.scores(model, task.val_index)
+    print(f"held-out identities: mean point error {s['error']:.4f} vs {s['baseline']:.4f} changing nothing "
+          f"({100 * s['reduction']:.1f} % less); {result.seconds / 60:.1f} min", flush=True)
+    out = Path(config.out)
+    meta = {"kind": "landmark-ae", "points": "ibug68", "normalisation": "centred, unit RMS size",
+            "input": "136 shape values + pitch, yaw, roll (radians, the pose node's)",
+            "output": "residual added to the shape", "model_config": task.model_config(), "command": command,
+            "train_seconds": round(result.seconds, 1), "held_out_identities": held,
+            "scores": {k: round(v, 4) for k, v in s.items()}, "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = export(model, out / "landmark_ae.npz", meta)
+    print(f"exported {path} (+ {path.with_suffix('.json').name})", flush=True)
     return 0

@@ -1,0 +1,316 @@
+"""Face ID on ``[RGB + landmark heatmaps (+ mask)]``: the shared trainer's task, joint transforms, the export.
+
+``facegraph train face-id --data_root DIR --use_heatmaps`` trains a backbone with a
+widened first convolution (``nets/faceid.py``) under an ArcFace (default) or
+CosFace head on the training people's training images, then exports
+``<out>/face_id.onnx`` (stacked input → 512-D) + ``face_id.json``: the channels the
+model needs (``heatmaps`` spec, landmark extractor), so the ``embed`` node builds
+the same heatmaps from landmarks, and the held-out scores of the exported file.
+
+Joint transforms act on the stacked tensor, so image and heatmaps move together:
+one random similarity (scale, rotation, shift) through ``grid_sample``, a
+horizontal flip that also swaps the left/right eye and mouth-corner channels
+(``_heatmaps.GROUP_FLIP``), and brightness/contrast on the RGB channels only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the usual torch alias
+from torch import nn
+
+from ..face import _heatmaps as hm
+from ..nets.faceid import FaceIDConfig, FaceIDNet
+from .faceid_data import IdentityData
+from .verify import pair_scores, rank1_gallery, roc_auc, tar_at_far
+
+MEAN, STD = 127.5, 127.5  # RGB pixels → [-1, 1], insightface's convention (the embed node's default)
+
+
+def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [N,S,S,3] crops at the network's side (area interpolation), as training and ``embed`` both do."""
+    import cv2
+
+    crops = np.asarray(crops)
+    if not len(crops) or crops.shape[1] == size:
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])
+
+
+def rgb_input(crops_bgr: np.ndarray) -> np.ndarray:
+    """uint8 BGR [N,S,S,3] → float32 RGB [N,3,S,S], normalised."""
+    x = np.asarray(crops_bgr)[..., ::-1].astype(np.float32)
+    return np.ascontiguousarray(((x - MEAN) / STD).transpose(0, 3, 1, 2))
+
+
+def flip_channels(spec: dict[str, Any] | None, points: int) -> list[int] | None:
+    """Heatmap channel order after a horizontal flip (None: this scheme cannot be flipped)."""
+    if not spec:
+        return []
+    if spec.get("scheme", "groups6") == "groups6":
+        order = list(hm.GROUP_FLIP)
+    elif int(spec.get("points", points)) == 68:
+        order = hm.FLIP_68.tolist()
+    else:
+        return None
+    return order + ([len(order)] if spec.get("mask") else [])
+
+
+class JointTransform:
+    """Random similarity + flip on stacked [N, 3+C, S, S] (RGB first): the heatmaps move with the image."""
+
+    def __init__(self, flip_order: list[int] | None, *, scale: float = 0.05, rotate: float = 6.0,
+                 shift: float = 0.04, color: float = 0.15, mask_channel: bool = False) -> None:
+        self.flip_order, self.scale, self.rotate, self.shift = flip_order, scale, rotate, shift
+        self.color, self.mask_channel = color, mask_channel
+
+    def matrices(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(theta [N,2,3] in ``affine_grid``'s normalised output → input coordinates, flip [N] bool)."""
+        u = torch.rand(n, 5, generator=generator) * 2 - 1
+        s = 1.0 + self.scale * u[:, 0]
+        a = torch.deg2rad(self.rotate * u[:, 1])
+        cos, sin = torch.cos(a) / s, torch.sin(a) / s
+        theta = torch.stack([torch.stack([cos, -sin, self.shift * u[:, 2]], 1),
+                             torch.stack([sin, cos, self.shift * u[:, 3]], 1)], 1)
+        flip = (u[:, 4] > 0) if self.flip_order is not None else torch.zeros(n, dtype=torch.bool)
+        return theta, flip
+
+    def apply(self, x: torch.Tensor, theta: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if self.mask_channel:
+            out[:, -1] = x[:, -1]  # the mask says "landmarks valid", not "inside the image"
+        if flip.any():
+            flipped = out[flip].flip(-1)
+            if self.flip_order:
+                flipped[:, 3:] = flipped[:, 3:][:, self.flip_order]
+            out[flip] = flipped
+        return out
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        theta, flip = self.matrices(len(x), generator)
+        out = self.apply(x, theta, flip)
+        if self.color:
+            g = torch.rand(len(x), 2, 1, 1, generator=generator) * 2 - 1
+            rgb = out[:, :3]
+            mean = rgb.mean((1, 2, 3), keepdim=True)
+            out[:, :3] = ((rgb - mean) * (1 + self.color * g[:, :1]) + mean + self.color * g[:, 1:]).clamp(-1, 1)
+        return out
+
+
+def transform_points(points: np.ndarray, theta: np.ndarray, flip: bool, size: int) -> np.ndarray:
+    """Where ``JointTransform.apply`` moves landmark pixels [K,2] (before relabelling): the inverse of ``theta``
+    in pixel coordinates (align_corners=False), then the mirror."""
+    a, t = np.asarray(theta, np.float64)[:, :2], np.asarray(theta, np.float64)[:, 2]
+    norm = (np.asarray(points, np.float64) + 0.5) / size * 2 - 1  # pixel → [-1, 1] (input)
+    out = (np.linalg.solve(a, (norm - t).T).T + 1) / 2 * size - 0.5
+    if flip:
+        out[:, 0] = size - 1 - out[:, 0]
+    return out
+
+
+class FaceIDTask:
+    """Margin-head classification over the training people; validation: probe accuracy and held-out verification."""
+
+    kind = "face-id"
+
+    def __init__(self, data: IdentityData, config: FaceIDConfig, *, heatmaps: np.ndarray | None,
+                 spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "",
+                 margin_warmup: float = 0.0, margin: float | None = None) -> None:
+        self.data, self.config, self.spec, self.extractor = data, config, spec, extractor
+        self.margin_warmup = margin_warmup
+        self.margin = margin if margin is not None else 0.5 if config.head == "arcface" else 0.4
+        self.size = config.input_size
+        self.rgb = torch.from_numpy(rgb_input(resize_crops(data.images, self.size)))
+        self.maps = torch.from_numpy(np.asarray(heatmaps)) if heatmaps is not None else None
+        self.person_class = {data.people.index(p): i for i, p in enumerate(data.train_people)}
+        self.train_index = data.where("train")
+        self.train_labels = torch.tensor([self.person_class[int(c)] for c in data.labels[self.train_index]])
+        order = flip_channels(spec, points)
+        self.augment = JointTransform(order, mask_channel=bool(spec and spec.get("mask"))) if augment else None
+
+    def stacked(self, index: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = self.rgb[index]
+        if self.maps is not None:
+            x = torch.cat([x, self.maps[index].float()], 1)
+        return x
+
+    def model_config(self) -> dict[str, Any]:
+        return {**asdict(self.config), "heatmaps": self.spec, "train_people": self.data.train_people}
+
+    def build_model(self) -> nn.Module:
+        return FaceIDNet(self.config)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return max(1, len(self.train_index) // batch_size)
+
+    def train_batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        order = torch.randperm(len(self.train_index), generator=generator)
+        for b in range(self.steps_per_epoch(batch_size)):
+            pick = order[b * batch_size:(b + 1) * batch_size]
+            x = self.stacked(torch.from_numpy(self.train_index)[pick])
+            if self.augment is not None:
+                x = self.augment(x, generator)
+            yield x, self.train_labels[pick], self.margin_at(epoch + b / self.steps_per_epoch(batch_size))
+
+    def margin_at(self, epochs: float) -> float:
+        """The head's margin after ``epochs`` (fractional): linear from 0 over ``margin_warmup`` epochs."""
+        if self.margin_warmup <= 0:
+            return self.margin
+        return self.margin * min(1.0, epochs / self.margin_warmup)
+
+    def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        x, y = batch[0].to(device), batch[1].to(device)
+        model.head.set_margin(batch[2])
+        logits = model(x, y)
+        return F.cross_entropy(logits, y), {"margin": float(batch[2])}
+
+    def embed(self, model: nn.Module, index: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(index), batch):
+                out.append(model(self.stacked(index[i:i + batch]).to(device)).float().cpu().numpy())
+        vec = np.concatenate(out) if out else np.zeros((0, self.config.embedding), np.float32)
+        return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        """Per epoch, the cheap part: probe accuracy of the trained people, verification on the unseen ones
+        (rank-1 against the whole gallery is measured once, on the export)."""
+        index = np.flatnonzero(np.isin(self.data.role, ("probe", "unseen")))
+        vectors = np.zeros((len(self.data.labels), self.config.embedding), np.float32)
+        vectors[index] = self.embed(model, index, device)
+        scores = held_out_scores(vectors, self.data, model=model, person_class=self.person_class, rank1=False)
+        return scores
+
+
+def held_out_scores(vectors: np.ndarray, data: IdentityData, *, model: nn.Module | None = None,
+                    person_class: dict[int, int] | None = None, rank1: bool = True) -> dict[str, float]:
+    """The bars' figures from unit embeddings of every image of ``data``:
+
+    * ``rank1_probe``: each probe image (never trained on) of every person against a gallery of the other
+      non-probe images of all people (the training images; for unseen people their own non-probe images);
+    * ``auc_unseen`` / ``tar_unseen``: verification over all pairs of the held-out people's images;
+    * ``val_accuracy``: the margin head's class for the trained people's probe images (no margin).
+    """
+    labels, role = data.labels, data.role
+    probe = np.flatnonzero(role == "probe")
+    unseen = np.flatnonzero(role == "unseen")
+    rng = np.random.default_rng(0)
+    unseen_probe = np.concatenate([rng.choice(i, max(1, len(i) // 5), replace=False)
+                                   for i in (unseen[labels[unseen] == c] for c in np.unique(labels[unseen]))]
+                                  ) if len(unseen) else np.zeros(0, np.int64)
+    probes = np.concatenate([probe, unseen_probe]).astype(np.int64)
+    gallery = np.setdiff1d(np.arange(len(labels)), probes)
+    out: dict[str, float] = {}
+    if rank1:
+        out["rank1_probe"] = rank1_gallery(vectors[probes], labels[probes], vectors[gallery], labels[gallery])
+    if rank1 and len(probe):
+        out["rank1_probe_seen"] = rank1_gallery(vectors[probe], labels[probe], vectors[gallery], labels[gallery])
+    if len(unseen) and len(np.unique(labels[unseen])) > 1:
+        scores, genuine = pair_scores(vectors[unseen], labels[unseen])
+        out["auc_unseen"] = roc_auc(scores, genuine)
+        out["tar_unseen_far1e-3"] = tar_at_far(scores, genuine, 1e-3)[0]
+    if model is not None and person_class is not None and len(probe) and getattr(model, "head", None) is not None:
+        with torch.no_grad():
+            w = F.normalize(model.head.weight.detach().float().cpu(), dim=1).numpy()
+        pred = (vectors[probe] @ w.T).argmax(1)
+        truth = np.array([person_class[int(c)] for c in labels[probe]])
+        out["val_accuracy"] = float((pred == truth).mean())
+    return out
+
+
+class _Embedding(nn.Module):
+    """The export: stacked input → embedding (no margin head)."""
+
+    def __init__(self, model: FaceIDNet) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x)
+
+
+def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, seconds: float, data_root: str,
+           best: dict[str, float], split: dict[str, Any], fp16: bool = True) -> tuple[Path, dict[str, Any]]:
+    """``out/face_id.onnx`` + ``face_id.json``: channels, heatmap spec, extractor, provenance, ONNX held-out scores."""
+    import onnxruntime as ort
+
+    from ..nets.iresnet import export_onnx
+
+    model = model.cpu().eval()
+    wrapped = _Embedding(model).eval()
+    cfg = model.config
+    path = out / "face_id.onnx"
+    meta = {
+        "task": "recognition", "kind": "face-id", "input_size": [cfg.input_size, cfg.input_size],
+        "mean": MEAN, "std": STD, "color": "rgb", "resize": "area", "in_channels": cfg.in_channels,
+        "channels": hm.channel_names(task.spec), "heatmaps": task.spec,
+        "landmarks": ({"extractor": task.extractor, "crop": "arcface", "crop_size": int(task.data.images.shape[1])}
+                      if task.spec else None),
+        "config": asdict(cfg), "data": {"path": data_root, **split}, "command": command,
+        "train_seconds": round(seconds, 1), "best_epoch_torch": best,
+    }
+    export_onnx(wrapped, path, input_size=cfg.input_size, in_channels=cfg.in_channels, metadata=meta)
+    sample = task.stacked(np.arange(min(16, len(task.data.labels))))
+    with torch.no_grad():
+        ref = wrapped(sample).numpy()
+    diff32 = _onnx_diff(path, sample.numpy(), ref)
+    meta["onnx_max_abs_diff"] = diff32
+    if fp16:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        half = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+        half_path = path.with_name("face_id_fp16.onnx")
+        onnx.save(half, str(half_path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    scores = {"fp32": _onnx_scores(session, task)}
+    if fp16:
+        session16 = ort.InferenceSession(str(half_path), providers=["CPUExecutionProvider"])
+        scores["fp16"] = _onnx_scores(session16, task)
+    meta["scores"] = scores
+    meta["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    if fp16:
+        half_path.with_suffix(".json").write_text(json.dumps({**meta, "precision": "fp16"}, indent=2) + "\n")
+    return path, scores
+
+
+def _onnx_diff(path: Path, x: np.ndarray, ref: np.ndarray) -> float:
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input.1": x})[0]
+    return float(np.abs(got - ref).max())
+
+
+def _onnx_scores(session: Any, task: FaceIDTask) -> dict[str, float]:
+    vecs = []
+    index = np.arange(len(task.data.labels))
+    for i in range(0, len(index), 128):
+        vecs.append(session.run(None, {"input.1": task.stacked(index[i:i + 128]).numpy()})[0])
+    v = np.concatenate(vecs)
+    v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return {k: round(float(x), 4) for k, x in held_out_scores(v, task.data).items()}
+
+
+def heatmap_spec(use_heatmaps: bool, add_mask: bool, group_all: bool, sigma: float, points: int
+                 ) -> dict[str, Any] | None:
+    if not use_heatmaps:
+        return None
+    spec: dict[str, Any] = {"scheme": "all" if group_all else "groups6", "sigma": sigma, "mask": bool(add_mask)}
+    if group_all:
+        spec["points"] = points
+    return spec
+
+
+def default_sigma(size: int) -> float:
+    return round(2.0 * size / 112, 2) if size else 2.0
+

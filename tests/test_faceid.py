@@ -187,8 +187,10 @@ def test_verification_metrics_on_a_constructed_case():
     assert bins[0]["rank1"] == 1.0 and bins[3]["rank1"] == 0.0 and "rank1" not in bins[2]
 
 def test_dlib_extractor_gives_68_points_when_installed():
-    pytest.importorskip("dlib")
-    pytest.importorskip("face_recognition_models")
+    import importlib.util
+
+    if not all(importlib.util.find_spec(n) for n in ("dlib", "face_recognition_models")):
+        pytest.skip("needs the [dlib] extra (pip install 'facegraph[dlib]')")
     from facegraph.nodes.face._crop_landmarks import DlibOnCrops
 
     person = shared_file("data", "identities", "glint24", "Barack_Obama", "0.png")

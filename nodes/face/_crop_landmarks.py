@@ -79,10 +79,9 @@ class DlibOnCrops:
         if problems:
             raise ModelError(f"--extractor dlib: {problems[0]}")
         import dlib
-        import face_recognition_models as frm
 
         self._dlib = dlib
-        self.predictor = dlib.shape_predictor(frm.pose_predictor_model_location())
+        self.predictor = dlib.shape_predictor(str(_dlib.weights_dir() / _dlib.WEIGHTS["sixty_eight"]))
         self.framing = _dlib.FRAMINGS["arcface"]
 
     def __call__(self, crops: np.ndarray, batch: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ Kept apart from the nodes so they are importable without ONNX Runtime or torch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +35,19 @@ SHIPPED_MODELS = (
      "MIT code; weights trained on FER-2013: research use only",
      "04c0ab410412986b4fe2eec73a421bbdf3651eff64a59a9a2e0b3299899b8ba8", 4_831_617),
 )
+
+
+#: the shipped expression transformer + reconstruction model (facegraph train expression): one folder, both parts
+EXPRESSION_FOLDER = "data/expression"
+EXPRESSION_NAMES = ("expression", "facegraph/expression")
+
+
+def shipped_expression_folder(name: str) -> Path | None:
+    """The package folder of the shipped expression models when ``name`` names them (and they are there)."""
+    if name not in EXPRESSION_NAMES:
+        return None
+    folder = Path(__file__).parent / EXPRESSION_FOLDER
+    return folder if (folder / "expression_transformer.onnx").is_file() else None
 
 
 def _register_own_models() -> None:

@@ -20,10 +20,6 @@ FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 OWN_MODELS = (
     ("facegraph/expression_gru", "facegraph/expression_gru/expression_gru.onnx",
      "GRU temporal head over ArcFace windows (nodes/nets/gru.py export_onnx) + metadata.json"),
-    ("facegraph/expression_encoder", "facegraph/expression_encoder.onnx",
-     "DINOv2-style expression transformer, crop → K tokens (nodes/nets/reconstruction.py) + .json"),
-    ("facegraph/reconstruction_decoder", "facegraph/reconstruction_decoder.onnx",
-     "expression tokens + subject embedding → face image (nodes/nets/reconstruction.py) + .json"),
 )
 
 
@@ -66,6 +62,14 @@ def _register_own_models() -> None:
                    package=__package__, aliases=aliases)
         for name, filename, aliases, desc, licence, sha, size in SHIPPED_MODELS
     ))
+    register_models(ModelEntry(
+        name="dinov2_vits14", filename="dinov2/dinov2_vits14_pretrain.pth",
+        description="DINOv2 ViT-S/14 backbone weights: the expression transformer's patch tokens "
+                    "(facegraph train expression --tokenizer dinov2 --dinov2 PATH)",
+        licence="Apache-2.0 (facebookresearch/dinov2)",
+        urls=("https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",),
+        size=88_283_115, size_approx=True, aliases=("dinov2",),
+        note="never bundled; without it the expression transformer trains its own conv patch tokenizer"))
 
 
 _register_own_models()

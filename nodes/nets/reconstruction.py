@@ -14,7 +14,9 @@ channel and the tokens are free to carry what changes: expression.
 ``ReconstructionModel``: (subject embedding, tokens) → face. One query per output
 patch (plus the subject embedding) cross-attends to [subject, tokens] in an
 ``nn.TransformerDecoder`` (2 layers), an ``nn.TransformerEncoder`` (2 layers) mixes
-the patches, and a linear layer writes each patch's pixels (sigmoid, [0, 1] RGB).
+the patches, and a small upsampling conv head turns the patch grid into the face
+(sigmoid, [0, 1] RGB; ``head="linear"`` writes each patch's pixels from its query
+instead, as MAE does, which learns far slower on a CPU budget).
 
 The design's sizes are the defaults (embed 384, 4 heads, 4 + 2 + 2 layers, ff 768,
 501 subjects, 518 px with DINOv2); :data:`PRESETS` holds the CPU-sized ones.
@@ -43,7 +45,7 @@ class TransformerConfig:
 
     image_size: int = 518
     tokenizer: str = "conv"  # conv (trained jointly) | dinov2 (ViT-S/14 weights from `dinov2`)
-    dinov2: str = ""  # path of a DINOv2 ViT-S/14 checkpoint (facebookresearch/dinov2 or timm key names)
+    dinov2: str = ""  # path of a DINOv2 ViT-S/14 checkpoint (facebookresearch/dinov2's key names)
     train_dinov2: bool = False  # DINOv2 frozen unless this is set
     patch: int = 14  # DINOv2: 14; conv: a power of two (8, 16)
     embed_dim: int = 384
@@ -71,6 +73,8 @@ class ReconstructionConfig:
     heads: int = 4
     ff: int = 768
     dropout: float = 0.0
+    head: str = "conv"  # conv: upsampling convolutions from the patch grid (learns fast); linear: a patch per query
+    head_width: int = 64  # conv head: channels after the first upsampling, halved per step (at least 16)
 
 
 #: named sizes: ``design`` is the issue's; the CPU ones keep its shape (4 + 2 + 2 layers, 4 heads) at smaller widths
@@ -91,7 +95,8 @@ def preset_configs(name: str, **overrides: Any) -> tuple[TransformerConfig, Reco
     tcfg = TransformerConfig(**{k: v for k, v in p.items() if k in t_keys})
     rcfg = ReconstructionConfig(image_size=tcfg.image_size, patch=p.get("out_patch", tcfg.patch),
                                 embed_dim=p.get("rec_dim", tcfg.embed_dim), token_dim=tcfg.embed_dim,
-                                tokens=tcfg.tokens, heads=tcfg.heads, ff=p.get("rec_ff", tcfg.ff))
+                                tokens=tcfg.tokens, heads=tcfg.heads, ff=p.get("rec_ff", tcfg.ff),
+                                head=p.get("head", "conv"))
     return tcfg, rcfg
 
 
@@ -114,20 +119,23 @@ def _encoder_stack(dim: int, heads: int, ff: int, layers: int, dropout: float) -
 
 
 class ConvTokenizer(nn.Module):
-    """A small conv stem (stride-2 3×3 convolutions) that cuts the face into patch tokens [B, N, dim]."""
+    """A small conv stem that cuts the face into patch tokens [B, N, dim]: a stride-2 3×3 convolution per
+    factor 2 of ``patch``, then one convolution of kernel = stride = what remains (7 for DINOv2's 14)."""
 
     def __init__(self, patch: int, dim: int) -> None:
         super().__init__()
-        steps = round(math.log2(patch))
-        if 2**steps != patch or steps < 1:
-            raise ValueError(f"conv tokenizer: patch must be a power of two, got {patch}")
+        if patch < 2:
+            raise ValueError(f"conv tokenizer: patch must be ≥ 2, got {patch}")
+        halvings, rest = 0, patch
+        while rest % 2 == 0 and rest > 1:
+            halvings, rest = halvings + 1, rest // 2
         layers: list[nn.Module] = []
         c_in = 3
-        for i in range(steps):
-            c_out = max(16, dim // 2 ** (steps - i))
+        for i in range(halvings):
+            c_out = max(16, dim // 2 ** (halvings - i))
             layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GroupNorm(1, c_out), nn.GELU()]
             c_in = c_out
-        layers.append(nn.Conv2d(c_in, dim, 1))
+        layers.append(nn.Conv2d(c_in, dim, rest, rest) if rest > 1 else nn.Conv2d(c_in, dim, 1))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -139,51 +147,18 @@ class DinoTokenizer(nn.Module):
 
     def __init__(self, image_size: int, weights: str, trainable: bool = False) -> None:
         super().__init__()
-        import timm
+        from .dinov2 import DinoV2Small, load_dinov2
 
-        self.vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=image_size,
-                                     num_classes=0)
+        self.vit = DinoV2Small(image_size)
         if weights:
             load_dinov2(self.vit, weights)
         for p in self.vit.parameters():
             p.requires_grad_(trainable)
-        n = (image_size // 14) ** 2
-        self.dim = int(self.vit.embed_dim)
-        self.delta_pos = nn.Parameter(torch.zeros(1, n, self.dim))
+        self.dim = DinoV2Small.embed_dim
+        self.delta_pos = nn.Parameter(torch.zeros(1, self.vit.grid**2, self.dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        v = self.vit
-        t = v.patch_embed(x)
-        if t.ndim == 4:  # timm's NHWC patch output
-            t = t.flatten(1, 2)
-        pos = v.pos_embed
-        cls = v.cls_token.expand(t.shape[0], -1, -1) + pos[:, :1]
-        t = torch.cat([cls, t + pos[:, 1:] + self.delta_pos], dim=1)
-        t = v.norm(v.blocks(t))
-        return t[:, 1:]
-
-
-def load_dinov2(vit: nn.Module, path: str) -> None:
-    """DINOv2 ViT-S/14 weights (``dinov2_vits14_pretrain.pth`` or a timm state dict), positions resampled."""
-    from timm.layers import resample_abs_pos_embed
-
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise ValueError(f"DINOv2 weights {file}: no such file (DINOv2 ViT-S/14: "
-                         "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth)")
-    state = torch.load(file, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    own = vit.state_dict()
-    if "pos_embed" in state and state["pos_embed"].shape != own["pos_embed"].shape:
-        side = int(math.isqrt(own["pos_embed"].shape[1] - 1))
-        state["pos_embed"] = resample_abs_pos_embed(state["pos_embed"], (side, side), num_prefix_tokens=1)
-    taken = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = sorted(set(own) - set(taken))
-    if missing:
-        raise ValueError(f"DINOv2 weights {file}: not a ViT-S/14 checkpoint ({len(missing)} tensors missing, "
-                         f"e.g. {missing[0]})")
-    vit.load_state_dict(taken)
+        return self.vit(x, self.delta_pos)
 
 
 class ExpressionTransformer(nn.Module):
@@ -253,17 +228,50 @@ class ReconstructionModel(nn.Module):
         self.cross = nn.TransformerDecoder(layer, cfg.cross_layers)
         self.mix = _encoder_stack(d, cfg.heads, cfg.ff, cfg.self_layers, cfg.dropout)
         self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, cfg.patch * cfg.patch * 3)
+        if cfg.head == "linear":
+            self.head: nn.Module = nn.Linear(d, cfg.patch * cfg.patch * 3)
+        elif cfg.head == "conv":
+            self.head = ConvHead(d, cfg.patch, cfg.image_size, cfg.head_width)
+        else:
+            raise ValueError(f"unknown head {cfg.head!r} (conv or linear)")
 
     def forward(self, subject: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         b = tokens.shape[0]
         s = self.subject_in(subject)[:, None]
         memory = torch.cat([s, self.tokens_in(tokens)], dim=1)
         q = self.queries.expand(b, -1, -1) + self.base_pos + s
-        x = self.head(self.norm(self.mix(self.cross(q, memory))))
+        x = self.norm(self.mix(self.cross(q, memory)))
         p, side = self.config.patch, self.side
-        x = x.reshape(b, side, side, p, p, 3).permute(0, 5, 1, 3, 2, 4).reshape(b, 3, side * p, side * p)
+        if self.config.head == "conv":
+            return torch.sigmoid(self.head(x.transpose(1, 2).reshape(b, -1, side, side)))
+        x = self.head(x).reshape(b, side, side, p, p, 3).permute(0, 5, 1, 3, 2, 4).reshape(b, 3, side * p, side * p)
         return torch.sigmoid(x)
+
+
+class ConvHead(nn.Module):
+    """Patch grid [B, D, g, g] → image logits [B, 3, S, S]: ×2 nearest upsampling + 3×3 convolutions per step,
+    a resize to S at the end where ``patch`` is not a power of two (DINOv2's 14)."""
+
+    def __init__(self, dim: int, patch: int, image_size: int, width: int) -> None:
+        super().__init__()
+        steps = max(1, math.ceil(math.log2(patch)))
+        layers: list[nn.Module] = []
+        c_in = dim
+        for i in range(steps):
+            c_out = max(16, width // 2**i)
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1),
+                       nn.GroupNorm(1, c_out), nn.GELU()]
+            c_in = c_out
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Conv2d(c_in, 3, 3, 1, 1)
+        self.size = image_size
+        self.resize = 2**steps != patch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.body(x)
+        if self.resize:
+            x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
+        return self.out(x)
 
 
 class ExpressionAutoencoder(nn.Module):

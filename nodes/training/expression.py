@@ -131,7 +131,8 @@ class ExpressionTask:
     kind = "expression"
 
     def __init__(self, train: ClipSet, val: ClipSet, tcfg: TransformerConfig, rcfg: ReconstructionConfig, *,
-                 schedule: LossSchedule | None = None, freeze_transformer: bool = False, flip: bool = True) -> None:
+                 schedule: LossSchedule | None = None, freeze_transformer: bool = False, flip: bool = True,
+                 val_pairs: int = 192) -> None:
         if len(train) == 0:
             raise TrainingError("--clips: no training clips (is every video in --val-videos?)")
         if int(train.subjects.max()) >= tcfg.subjects:
@@ -141,12 +142,13 @@ class ExpressionTask:
         self.schedule = schedule or LossSchedule()
         self.freeze_transformer = freeze_transformer
         self.flip = flip
+        self.val_pairs = val_pairs  # validation cost stays small next to an epoch's training
         self.step = 0
         self.mean = torch.tensor(tcfg.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(tcfg.std).view(1, 3, 1, 1)
         self.train_subject_ids = np.unique(train.subjects)
         rng = np.random.default_rng(0)  # a fixed sample of training clips for the like-for-like temporal figure
-        self.train_probe = rng.choice(len(train), size=min(len(train), max(8, len(val) or 8)), replace=False)
+        self.train_probe = np.sort(rng.choice(len(train), size=min(len(train), max(8, len(val) or 8)), replace=False))
 
     def model_config(self) -> dict[str, Any]:
         return {"transformer": asdict(self.tcfg), "reconstruction": asdict(self.rcfg)}
@@ -197,23 +199,27 @@ class ExpressionTask:
         w = self.schedule.weights(self.step)
         self.step += 1
         total = w["rec"] * parts["rec"] + w["temporal"] * parts["temporal"] + w["diversity"] * parts["diversity"]
-        return total, {"rec": float(parts["rec"]), "temporal": float(parts["temporal"]),
-                       "diversity": float(parts["diversity"]), "psnr": psnr(parts["recon"].detach(), x)}
+        logs = {k: float(parts[k].detach()) for k in ("rec", "temporal", "diversity")}
+        return total, {**logs, "psnr": psnr(parts["recon"].detach(), x)}
 
     def mean_subject(self, model: ExpressionAutoencoder) -> torch.Tensor:
         """The mean of the training subjects' embeddings: the stand-in for someone not enrolled."""
         ids = torch.from_numpy(self.train_subject_ids).to(model.transformer.subject_table.weight.device)
         return model.transformer.subject(ids).mean(0, keepdim=True)
 
-    def _pairs(self, clips: ClipSet, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _pairs(self, clips: ClipSet, which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(frame, next frame, subject) of every neighbour pair of the clips, at most ``val_pairs`` spread evenly."""
         a = np.concatenate([clips.clips[i][:-1] for i in which])
         b = np.concatenate([clips.clips[i][1:] for i in which])
-        return a, b
+        s = np.concatenate([np.full(len(clips.clips[i]) - 1, clips.subjects[i]) for i in which])
+        if self.val_pairs and len(a) > self.val_pairs:
+            keep = np.linspace(0, len(a) - 1, self.val_pairs).round().astype(np.int64)
+            a, b, s = a[keep], b[keep], s[keep]
+        return a, b, s
 
     def _measure(self, model: nn.Module, clips: ClipSet, which: np.ndarray, device: torch.device,
                  own_subject: bool) -> dict[str, float]:
-        a, b = self._pairs(clips, which)
-        subjects = np.concatenate([np.full(len(clips.clips[i]) - 1, clips.subjects[i]) for i in which])
+        a, b, subjects = self._pairs(clips, which)
         sums = {"rec": 0.0, "temporal": 0.0, "diversity": 0.0, "mse": 0.0}
         n = 0
         for s in range(0, len(a), 64):

@@ -10,36 +10,19 @@ later by ``facegraph train enroll``). The joint model is the trainer's
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from facegraph import ModelError
+
+from ..models._subjects import SUBJECTS_FILE as SUBJECTS
+from ..models._subjects import SubjectStore
 from .errors import TrainingError
 
 TRANSFORMER_PT, RECONSTRUCTION_PT = "expression_transformer.pt", "expression_reconstruction.pt"
 TRANSFORMER_ONNX, RECONSTRUCTION_ONNX = "expression_transformer.onnx", "expression_reconstruction.onnx"
-SUBJECTS = "subjects.npz"
-
-
-# -- subject stores -------------------------------------------------------------------------------------------
-def read_subjects(path: str | Path) -> dict[str, np.ndarray]:
-    """name → embedding [D] of a ``subjects.npz`` (names in ``names``, vectors in ``vectors``)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise TrainingError(f"{path}: no subjects file (facegraph train expression writes one beside its exports)")
-    with np.load(path, allow_pickle=False) as data:
-        names, vectors = [str(n) for n in data["names"]], np.asarray(data["vectors"], np.float32)
-    return dict(zip(names, vectors, strict=True))
-
-
-def write_subjects(path: Path, subjects: dict[str, np.ndarray]) -> Path:
-    names = list(subjects)
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, names=np.asarray(names), vectors=np.stack([subjects[n] for n in names]).astype(np.float32))
-    tmp.replace(path)
-    return path
 
 
 # -- export ---------------------------------------------------------------------------------------------------
@@ -60,14 +43,15 @@ def export_parts(model: Any, out: Path, task: Any, *, command: str, seconds: flo
     written = [save_checkpoint(t, folder / TRANSFORMER_PT, meta), save_checkpoint(r, folder / RECONSTRUCTION_PT, meta)]
     with torch.no_grad():
         table = t.subject_table.weight.numpy()
-        subjects = {name: table[i].copy() for i, name in enumerate(task.train.names) if i < len(table)}
-        subjects["mean"] = task.mean_subject(model)[0].numpy()
-    written.append(write_subjects(folder / SUBJECTS, subjects))
+        ids = [int(i) for i in task.train_subject_ids]
+        subjects = SubjectStore([task.train.names[i] for i in ids], table[ids], ids)
+        subjects.set("mean", task.mean_subject(model)[0].numpy())
+    written.append(subjects.write(folder / SUBJECTS))
     if onnx:
         rng = np.random.default_rng(0)
         size, d, k = t.config.image_size, t.config.embed_dim, t.config.tokens
         image = rng.normal(size=(3, 3, size, size)).astype(np.float32)
-        subj = np.stack([subjects["mean"]] * 3).astype(np.float32)
+        subj = np.stack([subjects.get("mean")] * 3).astype(np.float32)
         written.append(export_onnx_checked(lambda: export_transformer_onnx(t, folder / TRANSFORMER_ONNX, meta),
                                            t, [image, subj], "the expression transformer")[0])
         with torch.no_grad():
@@ -79,7 +63,7 @@ def export_parts(model: Any, out: Path, task: Any, *, command: str, seconds: flo
     return written
 
 
-def load_parts(model: str | Path) -> tuple[Any, Any, dict[str, np.ndarray], Path]:
+def load_parts(model: str | Path) -> tuple[Any, Any, SubjectStore, Path]:
     """(transformer, reconstruction, subjects, folder) of an exported folder or a catalogue name (torch)."""
     from ..nets.reconstruction import load_checkpoint
 
@@ -89,7 +73,10 @@ def load_parts(model: str | Path) -> tuple[Any, Any, dict[str, np.ndarray], Path
         r, _ = load_checkpoint(folder / RECONSTRUCTION_PT)
     except (OSError, ValueError, RuntimeError) as exc:
         raise TrainingError(f"--model {model}: cannot load its parts ({str(exc).splitlines()[0]})") from None
-    return t, r, read_subjects(folder / SUBJECTS), folder
+    try:
+        return t, r, SubjectStore.read(folder / SUBJECTS), folder
+    except ModelError as exc:
+        raise TrainingError(str(exc)) from None
 
 
 def resolve_model_folder(model: str | Path) -> Path:
@@ -155,20 +142,15 @@ def enroll_from_video(model: str | Path, source: str | Path, name: str, *, frame
     t, r, subjects, folder = load_parts(model)
     crops, _ = track_crops(source, t.config.image_size, max_frames=frames * 3)
     x = to_tensor(crops[:frames])
-    vec = enroll(t, r, x, torch.from_numpy(subjects["mean"]), steps=steps)
+    vec = enroll(t, r, x, torch.from_numpy(subjects.get("mean")), steps=steps)
     with torch.no_grad():
         s = vec[None].expand(len(x), -1)
         mean = torch.tensor(t.config.mean).view(1, 3, 1, 1)
         std = torch.tensor(t.config.std).view(1, 3, 1, 1)
         fit = psnr(r(s, t((x - mean) / std, s)), x)
-    subjects[name] = vec.numpy()
+    subjects.set(name, vec.numpy())
     path = Path(subjects_out).expanduser() if subjects_out else folder / SUBJECTS
     if not subjects_out and not os.access(folder, os.W_OK):
         raise TrainingError(f"{folder}: not writable; pass --subjects-out FILE.npz")
-    write_subjects(path, subjects)
+    subjects.write(path)
     return name, path, {"frames": len(x), "psnr": fit}
-
-
-def card(folder: Path) -> dict[str, Any]:
-    meta = folder / "card.json"
-    return json.loads(meta.read_text()) if meta.is_file() else {}

@@ -75,6 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--ff", type=int, help="feed-forward width")
     p.add_argument("--tokens", type=int, help="expression tokens per face")
     p.add_argument("--subjects", type=int, help="rows of the subject-embedding table (design: 501)")
+    p.add_argument("--head", choices=["conv", "linear"], help="reconstruction output: upsampling convolutions "
+                   "(default) or one linear patch per query (MAE's)")
     p.add_argument("--tokenizer", choices=["conv", "dinov2"], default="conv",
                    help="conv: a small patch tokenizer trained jointly; dinov2: ViT-S/14 patch tokens (--dinov2)")
     p.add_argument("--dinov2", metavar="WEIGHTS.pth", default="",
@@ -233,6 +235,7 @@ def train_expression(args: argparse.Namespace) -> int:
         tcfg, rcfg = preset_configs(args.preset, image_size=args.image_size, patch=args.patch,
                                     embed_dim=args.embed_dim, heads=args.heads, layers=args.layers, ff=args.ff,
                                     tokens=args.tokens, subjects=args.subjects, tokenizer=args.tokenizer,
+                                    head=args.head,
                                     dinov2=args.dinov2, train_dinov2=args.train_dinov2)
     except ValueError as exc:
         raise TrainingError(f"--preset {args.preset}: {exc}") from None

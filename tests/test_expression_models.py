@@ -243,3 +243,18 @@ def test_enrollment_moves_only_the_vector_and_fits_better():
             return float(((dec(s, enc((x - mean) / std, s)) - x) ** 2).mean())
 
     assert err(vec) < err(start)
+
+
+def test_subject_dropout_feeds_the_transformer_the_mean_subject():
+    torch.manual_seed(0)
+    t, r = tiny()
+    task = ExpressionTask(clip_set(), clip_set(2, seed=1), t, r, subject_dropout=1.0, flip=False)
+    model = task.build_model().eval()
+    x, ids = next(task.train_batches(0, 4, torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        subject = model.transformer.subject(ids)
+        all_mean = task.losses(model, x, subject, torch.zeros(len(x), dtype=torch.bool))
+        tokens = model.transformer(task.normalise(x), task.mean_subject(model).expand_as(subject))
+        assert torch.allclose(all_mean["recon"], model.reconstruction(subject, tokens))
+        own = task.losses(model, x, subject, torch.ones(len(x), dtype=torch.bool))
+        assert not torch.allclose(own["recon"], all_mean["recon"])

@@ -156,3 +156,28 @@ def test_video_folder_of_clips_is_found(tmp_path):
     assert [p.name for p in find_videos(str(tmp_path))] == ["a.mp4", "b.avi"]
     assert [p.name for p in find_videos(str(tmp_path / "*.avi"))] == ["b.avi"]
     assert find_videos(str(tmp_path / "a.mp4")) == [Path(tmp_path / "a.mp4")]
+
+
+def test_probe_and_identity_swap_reports(run_dir, tmp_path):
+    import cv2
+    from conftest import SHARED
+
+    from facegraph.nodes.training.expression_eval import identity_swap, linear_probe
+
+    root, videos, clips, run = run_dir
+    rng = np.random.default_rng(0)
+    data = tmp_path / "ck"
+    for c, name in enumerate(("happy", "sad")):
+        (data / name).mkdir(parents=True)
+        for s in range(6):
+            img = np.clip(rng.normal(100 + 60 * c, 20, (48, 48)), 0, 255).astype(np.uint8)
+            cv2.imwrite(str(data / name / f"S{s:03d}_00{c}_0000000{s}.png"), img)
+    r = linear_probe(run, data, folds=3, threads=1)
+    assert r["subjects"] == 6 and r["classes"] == 2 and r["pixel_features"] == 48 * 48
+    assert 0 <= r["tokens_accuracy"] <= 1 and r["pixels_accuracy"] > 0.9  # the classes differ in brightness
+    embedder = SHARED / "models" / "mobilefacenet_128d.onnx"
+    if not embedder.is_file():
+        pytest.skip(f"needs {embedder} (shared models)")
+    s = identity_swap(run, videos / "b.mp4", "0", clips / "a", embedder=str(embedder), enroll_frames=4, steps=2,
+                      max_frames=10, threads=1)
+    assert s["frames"] == 6 and -1 <= s["swap_cos_to_target"] <= 1 and 0 <= s["own_frame_rank_fraction"] <= 1

@@ -155,6 +155,6 @@ class Reconstruct(Node):
 
     @staticmethod
     def _result(canvas: np.ndarray, tokens: np.ndarray, ids: Any) -> dict[str, Any]:
-        flat = np.ascontiguousarray(tokens.reshape(len(tokens), -1))
+        flat = np.ascontiguousarray(tokens.reshape(len(tokens), int(np.prod(tokens.shape[1:]))))
         return {"image": {"image": canvas}, "tokens": {"tokens": tokens, "track_id": ids},
                 "vectors": {"vec": flat, "track_id": ids}}

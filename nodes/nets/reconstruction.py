@@ -133,7 +133,7 @@ class ConvTokenizer(nn.Module):
         c_in = 3
         for i in range(halvings):
             c_out = max(16, dim // 2 ** (halvings - i))
-            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GroupNorm(1, c_out), nn.GELU()]
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GELU()]  # no per-image norm: it would hide brightness
             c_in = c_out
         layers.append(nn.Conv2d(c_in, dim, rest, rest) if rest > 1 else nn.Conv2d(c_in, dim, 1))
         self.net = nn.Sequential(*layers)
@@ -259,8 +259,7 @@ class ConvHead(nn.Module):
         c_in = dim
         for i in range(steps):
             c_out = max(16, width // 2**i)
-            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1),
-                       nn.GroupNorm(1, c_out), nn.GELU()]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1), nn.GELU()]
             c_in = c_out
         self.body = nn.Sequential(*layers)
         self.out = nn.Conv2d(c_in, 3, 3, 1, 1)

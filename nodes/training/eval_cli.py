@@ -70,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--target-crops", required=True, help="folder of the target's real aligned crops (.jpg)")
     p.add_argument("--embedder", required=True, help="face embedder: ONNX path or catalogue name, or dlib")
     p.add_argument("--enroll-frames", type=int, default=32)
+    p.add_argument("--enroll-steps", type=int, default=100)
     p.add_argument("--max-frames", type=int)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", metavar="FILE")
@@ -170,7 +171,8 @@ def eval_swap(args: argparse.Namespace) -> int:
     from .expression_eval import identity_swap
 
     r = identity_swap(args.model, args.source, args.target, args.target_crops, embedder=args.embedder,
-                      enroll_frames=args.enroll_frames, max_frames=args.max_frames, threads=args.threads)
+                      enroll_frames=args.enroll_frames, steps=args.enroll_steps, max_frames=args.max_frames,
+                      threads=args.threads)
     print(f"{r['source']} → {r['target']} ({r['frames']} frames, {r['embedder']}): swapped faces' cosine to the "
           f"target {r['swap_cos_to_target']:.3f}, to the source {r['swap_cos_to_source']:.3f} (closer to the target "
           f"in {r['swap_closer_to_target_fraction']:.0%}); tokens re-extracted: MSE to their own source frame "

@@ -9,6 +9,12 @@ neighbouring frames of random clips; three losses, weighted by :class:`LossSched
 * diversity: tokens do not collapse (VICReg's hinge on each token feature's std
   over the batch: ``relu(1 - std)``), which the temporal loss alone would reward.
 
+Subject dropout: for half the clips of a batch the transformer gets the mean subject
+embedding instead of the face's own (the reconstruction model always gets its own).
+Without it the transformer met the diversity loss through its subject input alone
+(tokens spread across people, not across faces: std 0.11 over different people's
+faces given one subject, 1.12 given their own) and the image went unread.
+
 Validation runs on the held-out videos' clips (people the subject table has never
 seen, so they get the mean subject embedding there; ``facegraph eval reconstruction``
 enrolls them properly): PSNR of the reconstructions and the three losses, and the
@@ -132,7 +138,7 @@ class ExpressionTask:
 
     def __init__(self, train: ClipSet, val: ClipSet, tcfg: TransformerConfig, rcfg: ReconstructionConfig, *,
                  schedule: LossSchedule | None = None, freeze_transformer: bool = False, flip: bool = True,
-                 val_pairs: int = 192) -> None:
+                 val_pairs: int = 192, subject_dropout: float = 0.5) -> None:
         if len(train) == 0:
             raise TrainingError("--clips: no training clips (is every video in --val-videos?)")
         if int(train.subjects.max()) >= tcfg.subjects:
@@ -143,6 +149,7 @@ class ExpressionTask:
         self.freeze_transformer = freeze_transformer
         self.flip = flip
         self.val_pairs = val_pairs  # validation cost stays small next to an epoch's training
+        self.subject_dropout = subject_dropout
         self.step = 0
         self.mean = torch.tensor(tcfg.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(tcfg.std).view(1, 3, 1, 1)
@@ -184,9 +191,17 @@ class ExpressionTask:
             ids = torch.from_numpy(np.concatenate([self.train.subjects[pick]] * 2))
             yield x, ids
 
-    def losses(self, model: ExpressionAutoencoder, x: torch.Tensor, subject: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The three losses of a batch whose first half and second half are neighbouring frames."""
-        tokens = model.transformer(self.normalise(x), subject)
+    def losses(self, model: ExpressionAutoencoder, x: torch.Tensor, subject: torch.Tensor,
+               seen: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The three losses of a batch whose first half and second half are neighbouring frames.
+
+        ``seen`` [B] (training only): where False the transformer gets the mean subject instead of the
+        face's own (the decoder always gets its own), as it will for anyone not enrolled.
+        """
+        enc_subject = subject
+        if seen is not None:
+            enc_subject = torch.where(seen[:, None], subject, self.mean_subject(model).expand_as(subject))
+        tokens = model.transformer(self.normalise(x), enc_subject)
         rec = model.reconstruction(subject, tokens)
         half = x.shape[0] // 2
         return {"rec": F.mse_loss(rec, x), "temporal": temporal_loss(tokens[:half], tokens[half:]),
@@ -195,7 +210,11 @@ class ExpressionTask:
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         x, ids = batch
         x, ids = x.to(device), ids.to(device)
-        parts = self.losses(model, x, model.transformer.subject(ids))
+        seen = None
+        if self.subject_dropout > 0:  # one decision per clip: both frames of a pair see the same subject input
+            keep = torch.rand(x.shape[0] // 2, device=device) >= self.subject_dropout
+            seen = torch.cat([keep, keep])
+        parts = self.losses(model, x, model.transformer.subject(ids), seen)
         w = self.schedule.weights(self.step)
         self.step += 1
         total = w["rec"] * parts["rec"] + w["temporal"] * parts["temporal"] + w["diversity"] * parts["diversity"]

@@ -91,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--loss-ramp-steps", type=int, default=3000, help="steps over which the λ go from START to END")
     p.add_argument("--warmup-steps", type=int, default=3000, help="linear learning-rate warm-up, in steps")
     p.add_argument("--no-flip", action="store_true", help="no mirror augmentation")
+    p.add_argument("--subject-dropout", type=float, default=0.5,
+                   help="fraction of clips whose transformer input is the mean subject (default 0.5)")
     p.add_argument("--export-onnx", action=argparse.BooleanOptionalAction, default=True,
                    help="write OUT/exported/: both parts as .pt and ONNX (+ .json) and subjects.npz (default on)")
     add_trainer_arguments(p, out="runs/expression", epochs=100, batch_size=16, lr=5e-5, min_lr=1e-6,
@@ -250,7 +252,8 @@ def train_expression(args: argparse.Namespace) -> int:
     val = load_clip_set(args.clips, "val", tcfg.image_size)
     try:
         task = ExpressionTask(train, val, tcfg, rcfg, schedule=schedule,
-                              freeze_transformer=args.freeze_expression_transformer, flip=not args.no_flip)
+                              freeze_transformer=args.freeze_expression_transformer, flip=not args.no_flip,
+                              subject_dropout=args.subject_dropout)
         task.build_model()
     except ValueError as exc:
         raise TrainingError(f"facegraph train expression: {exc}") from None

@@ -161,10 +161,9 @@ def test_video_folder_of_clips_is_found(tmp_path):
 def test_probe_and_identity_swap_reports(run_dir, tmp_path):
     import cv2
     from conftest import SHARED
-
     from facegraph.nodes.training.expression_eval import identity_swap, linear_probe
 
-    root, videos, clips, run = run_dir
+    _, videos, clips, run = run_dir
     rng = np.random.default_rng(0)
     data = tmp_path / "ck"
     for c, name in enumerate(("happy", "sad")):

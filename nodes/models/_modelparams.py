@@ -30,6 +30,16 @@ SHIPPED_MODELS = (
      "FER-2013 emotion CNN, 48x48 gray, 7 classes + 128-D embedding; val 63.8 % (facegraph train fer)",
      "MIT code; weights trained on FER-2013: research use only",
      "04c0ab410412986b4fe2eec73a421bbdf3651eff64a59a9a2e0b3299899b8ba8", 4_831_617),
+    ("facegraph/expression_transformer", "data/expression/expression_transformer.onnx", ("expression_transformer",),
+     "expression transformer, 64 px face + subject embedding -> 8 x 128 expression tokens (facegraph train "
+     "expression; subjects.npz + .pt beside it)",
+     "MIT code; weights trained on the shared research videos: research use only",
+     "5da81c49130404249c5ec946d447fe489a70d9278cb5703dcab775dfca751b05", 2_510_156),
+    ("facegraph/expression_reconstruction", "data/expression/expression_reconstruction.onnx",
+     ("expression_reconstruction",),
+     "expression reconstruction model, subject embedding + tokens -> 64 px face (facegraph train expression)",
+     "MIT code; weights trained on the shared research videos: research use only",
+     "a9c4a5f0199dc0b0515a2dc3f485a505530d79c6e93c656f968233d295a6f787", 3_406_822),
 )
 
 

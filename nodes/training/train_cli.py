@@ -95,6 +95,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="fraction of clips whose transformer input is the mean subject (default 0.5)")
     p.add_argument("--export-onnx", action=argparse.BooleanOptionalAction, default=True,
                    help="write OUT/exported/: both parts as .pt and ONNX (+ .json) and subjects.npz (default on)")
+    p.add_argument("--export-checkpoint", choices=["best", "final"], default="best",
+                   help="which joint checkpoint the exports come from (best: by --monitor, which sees unseen "
+                   "people through the mean subject, not enrolled; final: the last epoch)")
     add_trainer_arguments(p, out="runs/expression", epochs=100, batch_size=16, lr=5e-5, min_lr=1e-6,
                           weight_decay=0.05, patience=1000, extra_epochs=0, monitor="val_psnr", mode="max")
     p.set_defaults(run_family=train_expression)
@@ -270,6 +273,12 @@ def train_expression(args: argparse.Namespace) -> int:
     result = Trainer(config, resume=args.resume, init_from=init, command=command).fit(task)
     print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
           + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
+    if args.export_checkpoint == "final":
+        from . import checkpoints
+
+        final = checkpoints.load(Path(config.out) / checkpoints.FINAL, "final checkpoint")
+        result.model.load_state_dict(final["model"])
+        print(f"exporting the final epoch's weights ({result.epochs_run})", flush=True)
     for path in export_parts(result.model, Path(config.out), task, command=command, seconds=result.seconds,
                              best=result.best_metrics, onnx=args.export_onnx):
         print(f"wrote {path}", flush=True)

@@ -6,6 +6,7 @@ Kept apart from the nodes so they are importable without ONNX Runtime or torch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,10 +20,6 @@ FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 OWN_MODELS = (
     ("facegraph/expression_gru", "facegraph/expression_gru/expression_gru.onnx",
      "GRU temporal head over ArcFace windows (nodes/nets/gru.py export_onnx) + metadata.json"),
-    ("facegraph/expression_encoder", "facegraph/expression_encoder.onnx",
-     "DINOv2-style expression transformer, crop → K tokens (nodes/nets/reconstruction.py) + .json"),
-    ("facegraph/reconstruction_decoder", "facegraph/reconstruction_decoder.onnx",
-     "expression tokens + subject embedding → face image (nodes/nets/reconstruction.py) + .json"),
 )
 
 
@@ -43,7 +40,30 @@ SHIPPED_MODELS = (
      "unseen people AUC 0.709, rank-1 0.756 (facegraph train face-id)",
      "MIT code; weights trained on glint24 (Glint360k sample): research use only",
      "34e18c73f3630b57430e0e36c9b914b0fc92dc18b60998d15c257999322c762e", 5_894_378),
+    ("facegraph/expression_transformer", "data/expression/expression_transformer.onnx", ("expression_transformer",),
+     "expression transformer, 64 px face + subject embedding -> 8 x 128 expression tokens (facegraph train "
+     "expression; subjects.npz + .pt beside it)",
+     "MIT code; weights trained on the shared research videos: research use only",
+     "5da81c49130404249c5ec946d447fe489a70d9278cb5703dcab775dfca751b05", 2_510_156),
+    ("facegraph/expression_reconstruction", "data/expression/expression_reconstruction.onnx",
+     ("expression_reconstruction",),
+     "expression reconstruction model, subject embedding + tokens -> 64 px face (facegraph train expression)",
+     "MIT code; weights trained on the shared research videos: research use only",
+     "a9c4a5f0199dc0b0515a2dc3f485a505530d79c6e93c656f968233d295a6f787", 3_406_822),
 )
+
+
+#: the shipped expression transformer + reconstruction model (facegraph train expression): one folder, both parts
+EXPRESSION_FOLDER = "data/expression"
+EXPRESSION_NAMES = ("expression", "facegraph/expression")
+
+
+def shipped_expression_folder(name: str) -> Path | None:
+    """The package folder of the shipped expression models when ``name`` names them (and they are there)."""
+    if name not in EXPRESSION_NAMES:
+        return None
+    folder = Path(__file__).parent / EXPRESSION_FOLDER
+    return folder if (folder / "expression_transformer.onnx").is_file() else None
 
 
 def _register_own_models() -> None:
@@ -62,6 +82,14 @@ def _register_own_models() -> None:
                    package=__package__, aliases=aliases)
         for name, filename, aliases, desc, licence, sha, size in SHIPPED_MODELS
     ))
+    register_models(ModelEntry(
+        name="dinov2_vits14", filename="dinov2/dinov2_vits14_pretrain.pth",
+        description="DINOv2 ViT-S/14 backbone weights: the expression transformer's patch tokens "
+                    "(facegraph train expression --tokenizer dinov2 --dinov2 PATH)",
+        licence="Apache-2.0 (facebookresearch/dinov2)",
+        urls=("https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",),
+        size=88_283_115, size_approx=True, aliases=("dinov2",),
+        note="never bundled; without it the expression transformer trains its own conv patch tokenizer"))
 
 
 _register_own_models()

@@ -1,11 +1,15 @@
-"""``reconstruct``: face crop → expression tokens → reconstructed face, rendered for a chosen identity.
+"""``reconstruct``: face crop → expression tokens → the face rebuilt, as its own identity or another's.
 
-Runs an expression encoder and a reconstruction decoder (``nets/reconstruction.py``),
-each an ONNX export or a torch checkpoint (.pt, needs torch). The decoder takes the
-identity either as a subject embedding (the ``embeddings`` input: each face's own,
-or the first face's for everyone, which swaps identities) or as ``subject_id``.
-The ``image`` output tiles the reconstructions of the first ``faces`` faces side by
-side at a fixed size (black where a face is missing), so a video of it keeps one size.
+Runs the expression transformer and the reconstruction model of ``facegraph train
+expression`` (``nets/reconstruction.py``), each an ONNX export or a part checkpoint
+(.pt, needs torch). Both take a subject embedding from the ``subjects.npz`` beside
+the models: ``subject`` is who the faces are (``mean`` for someone not enrolled, or
+a name enrolled with ``facegraph train enroll``, or a training id); the decoder
+renders ``target_subject`` instead when it is set: an identity swap (the expression
+of the video, the identity of the target). The ``image`` output tiles the first
+``faces`` faces side by side at a fixed size (black where a face is missing), so a
+video of it keeps one size; ``tokens`` carries every face's tokens (a live stream
+for ``sink.zmq`` or ``sink.parquet``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from facegraph import FRAME, Input, ModelError, Node, Output, Param, ParamError, PortType, array, register
+from facegraph import FRAME, Input, ModelError, Node, Output, Param, PortType, array, register
 
 from ..types import CROPS, EMBEDDINGS
 from ._modelparams import missing_models
@@ -29,10 +33,12 @@ EXPR_TOKENS = PortType(
 )
 
 TORCH_SUFFIXES = (".pt", ".pth")
+TRANSFORMER = "facegraph/expression_transformer"
+RECONSTRUCTION = "facegraph/expression_reconstruction"
 
 
-def _load_part(spec: str, what: str, providers: str, threads: int) -> tuple[Callable[..., np.ndarray], dict, str]:
-    """(run(*arrays) → first output, metadata, type of the second input) for an ONNX file or a torch checkpoint."""
+def _load_part(spec: str, what: str, providers: str, threads: int) -> tuple[Callable[..., np.ndarray], dict, Path]:
+    """(run(*arrays) → first output, metadata, file) for an ONNX file or a torch part checkpoint."""
     from ._onnx import resolve_model
 
     path = resolve_model(spec, what=what)
@@ -53,35 +59,37 @@ def _load_part(spec: str, what: str, providers: str, threads: int) -> tuple[Call
             with torch.no_grad():
                 return module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)).numpy()
 
-        return run_torch, meta, "tensor(int64)" if meta.get("subject") == "id" else "tensor(float)"
+        return run_torch, meta, path
 
     from ._onnx import OnnxModel
 
     net = OnnxModel(path, providers=providers, threads=threads, what=what)
     names = [i.name for i in net.inputs]
+    if len(names) != 2:
+        raise ModelError(f"{path}: a {what} takes two inputs, this model takes {len(names)}")
 
     def run_onnx(*arrays: np.ndarray) -> np.ndarray:
         return net.run(dict(zip(names, arrays, strict=True)))[0]
 
-    return run_onnx, dict(net.metadata), net.inputs[1].type if len(net.inputs) > 1 else ""
+    return run_onnx, dict(net.metadata), path
 
 
 @register("reconstruct")
 class Reconstruct(Node):
-    """Expression transformer + decoder: reconstructed faces (identity swappable) and expression tokens."""
+    """Expression transformer + reconstruction model: rebuilt faces (identity swappable) and expression tokens."""
 
     crops = Input(CROPS, doc="aligned face crops")
-    embeddings = Input(EMBEDDINGS, optional=True, doc="subject embeddings for an embedding-conditioned decoder")
     image = Output(FRAME, doc="reconstructions of the first `faces` faces side by side, BGR")
     tokens = Output(EXPR_TOKENS, doc="expression tokens per face")
+    vectors = Output(EMBEDDINGS, doc="the tokens flattened to one vector per face, for sink.parquet / sink.zmq")
 
-    encoder = Param(str, doc="expression encoder: ONNX or .pt checkpoint (path or catalogue name)")
-    decoder = Param(str, doc="reconstruction decoder: ONNX or .pt checkpoint (path or catalogue name)")
-    subject_id = Param(int, None, ge=0, doc="render every face as this subject (id-conditioned decoders)")
-    subject = Param(str, "self", choices=("self", "first"),
-                    doc="embedding-conditioned decoders: each face's own embedding, or the first face's for all")
+    encoder = Param(str, TRANSFORMER, doc="expression transformer: ONNX or .pt (path or catalogue name)")
+    decoder = Param(str, RECONSTRUCTION, doc="reconstruction model: ONNX or .pt (path or catalogue name)")
+    subjects = Param(str, "", doc="subjects.npz (default: the one beside the decoder)")
+    subject = Param(str, "mean", doc="who the faces are: mean, an enrolled name, or a training id")
+    target_subject = Param(str, "", doc="render the faces as this subject instead (identity swap); '' = subject")
     faces = Param(int, 1, ge=1, le=16, doc="how many faces are tiled into the image output")
-    size = Param(int, 0, ge=0, le=2048, doc="tile side in pixels; 0: the decoder's image size")
+    size = Param(int, 0, ge=0, le=2048, doc="tile side in pixels; 0: the model's image size")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, coreml, tensorrt")
 
     threads = 2
@@ -91,7 +99,7 @@ class Reconstruct(Node):
     def requirements(cls, values: dict[str, Any]) -> list[str]:
         problems = missing_models(values, ["encoder", "decoder"])
         for key in ("encoder", "decoder"):
-            spec = values.get(key)
+            spec = values.get(key, cls.params[key].default)
             if spec and Path(spec).suffix.lower() in TORCH_SUFFIXES:
                 try:
                     import torch  # noqa: F401
@@ -101,56 +109,29 @@ class Reconstruct(Node):
 
     def open(self) -> None:
         from ._crops import CropSpec
+        from ._subjects import SUBJECTS_FILE, SubjectStore
 
         threads = self.context.threads
-        self._encode, enc_meta, _ = _load_part(self.encoder, "expression encoder", self.providers, threads)
+        self._encode, enc_meta, _ = _load_part(self.encoder, "expression transformer", self.providers, threads)
+        self._decode, dec_meta, dec_path = _load_part(self.decoder, "reconstruction model", self.providers, threads)
         self.token_shape = (int(enc_meta.get("tokens", 1)), int(enc_meta.get("dim", 1)))
-        self._decode, dec_meta, subject_type = _load_part(
-            self.decoder, "reconstruction decoder", self.providers, threads
-        )
         try:
             self.spec = CropSpec.from_metadata(enc_meta, size=64, color="rgb")
         except ValueError as exc:
             raise ModelError(f"{self.encoder}: bad metadata ({exc})") from None
-        self.by_id = dec_meta.get("subject") == "id" or subject_type == "tensor(int64)"
-        self.subject_dim = int(dec_meta.get("subject_dim", 0)) or None
+        where = Path(self.subjects).expanduser() if self.subjects else dec_path.parent / SUBJECTS_FILE
+        store = SubjectStore.read(where)
+        dim = int(dec_meta.get("subject_dim", 0)) or store.vectors.shape[1]
+        if store.vectors.shape[1] != dim or int(enc_meta.get("subject_dim", dim)) != dim:
+            raise ModelError(f"{store.path}: its embeddings are {store.vectors.shape[1]}-D, the models take {dim}-D")
+        self.source_vec = store.get(self.subject, "subject")
+        self.target_vec = store.get(self.target_subject, "target_subject") if self.target_subject else self.source_vec
         self.out_size = int(dec_meta.get("image_size", 64))
         self.out_color = str(dec_meta.get("color", "rgb"))
         self.out_range = dec_meta.get("output_range", [0.0, 1.0])
-        subjects = int(dec_meta.get("subjects", 0))
-        if self.by_id:
-            if self.subject_id is None:
-                raise ParamError(f"decoder {self.decoder} is conditioned on a subject id: set subject_id")
-            if subjects and self.subject_id >= subjects:
-                raise ParamError(f"subject_id {self.subject_id} is out of range: decoder {self.decoder} "
-                                 f"knows {subjects} subjects")
         self.tile = self.size or self.out_size
 
-    def _subjects(self, n: int, crops: Any, embeddings: Any) -> np.ndarray:
-        if self.by_id:
-            return np.full(n, self.subject_id, np.int64)
-        if embeddings is None:
-            raise ModelError(f"decoder {self.decoder} needs a subject embedding: connect the 'embeddings' input")
-        vec = np.asarray(embeddings.vec, np.float32)
-        if self.subject_dim and vec.shape[1] != self.subject_dim:
-            raise ModelError(f"embeddings are {vec.shape[1]}-D but decoder {self.decoder} takes "
-                             f"{self.subject_dim}-D subject embeddings")
-        if len(vec) == 0:
-            raise ModelError("no subject embedding for this frame's faces (the embeddings packet is empty)")
-        if self.subject == "first":
-            return np.repeat(vec[:1], n, axis=0)
-        crop_ids, emb_ids = crops.get("track_id"), embeddings.get("track_id")
-        if crop_ids is not None and emb_ids is not None:
-            rows = {int(t): i for i, t in enumerate(emb_ids)}
-            missing = [int(t) for t in crop_ids if int(t) not in rows]
-            if missing:
-                raise ModelError(f"no subject embedding for track {missing[0]}")
-            return vec[[rows[int(t)] for t in crop_ids]]
-        if len(vec) != n:
-            raise ModelError(f"{n} crops but {len(vec)} embeddings and no track ids to match them")
-        return vec
-
-    def process(self, crops: Any, embeddings: Any = None) -> dict[str, Any]:
+    def process(self, crops: Any) -> dict[str, Any]:
         from ._crops import prepare, to_bgr_uint8
 
         n = len(crops.images)
@@ -158,15 +139,22 @@ class Reconstruct(Node):
         canvas = np.zeros((self.tile, self.tile * self.faces, 3), np.uint8)
         if n == 0:  # no model call on an empty batch
             tokens = np.zeros((0, *self.token_shape), np.float32)
-            return {"image": {"image": canvas}, "tokens": {"tokens": tokens, "track_id": ids}}
-        tokens = np.asarray(self._encode(prepare(crops.images, self.spec)), np.float32)
+            return self._result(canvas, tokens, ids)
+        source = np.repeat(self.source_vec[None], n, axis=0)
+        tokens = np.asarray(self._encode(prepare(crops.images, self.spec), source), np.float32)
         shown = min(n, self.faces)
-        subjects = self._subjects(n, crops, embeddings)[:shown]
-        faces = to_bgr_uint8(self._decode(tokens[:shown], subjects), self.out_color, self.out_range)
+        target = np.repeat(self.target_vec[None], shown, axis=0)
+        faces = to_bgr_uint8(self._decode(target, tokens[:shown]), self.out_color, self.out_range)
         for i, face in enumerate(faces):
             if face.shape[0] != self.tile:
                 import cv2
 
                 face = cv2.resize(face, (self.tile, self.tile), interpolation=cv2.INTER_LINEAR)
             canvas[:, i * self.tile : (i + 1) * self.tile] = face
-        return {"image": {"image": canvas}, "tokens": {"tokens": tokens, "track_id": ids}}
+        return self._result(canvas, tokens, ids)
+
+    @staticmethod
+    def _result(canvas: np.ndarray, tokens: np.ndarray, ids: Any) -> dict[str, Any]:
+        flat = np.ascontiguousarray(tokens.reshape(len(tokens), int(np.prod(tokens.shape[1:]))))
+        return {"image": {"image": canvas}, "tokens": {"tokens": tokens, "track_id": ids},
+                "vectors": {"vec": flat, "track_id": ids}}

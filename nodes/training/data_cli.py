@@ -1,8 +1,9 @@
-"""``facegraph data crops|embeddings|sequences``: the data steps before ``facegraph train gru``.
+"""``facegraph data crops|embeddings|sequences|clips``: the data steps before ``facegraph train gru|expression``.
 
     facegraph data crops --images ckplus48 --group-by '^(S\\d+)' --out data/ck/crops
     facegraph data embeddings --crops data/ck/crops --backbone dlib+shape68 --out data/ck/frame_table.parquet
     facegraph data sequences --frames data/ck/frame_table.parquet --use-split-column --T 3 --out-train …
+    facegraph data clips --source 'videos/*.mp4' --val-videos held_out.mp4 --size 112 --out data/clips
 """
 
 from __future__ import annotations
@@ -101,6 +102,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--extractor", choices=["mediapipe", "dlib"], default="mediapipe")
     p.add_argument("--threads", type=int, default=1)
     p.set_defaults(run_step=run_landmark_chunks)
+    p = sub.add_parser("clips", help="per-track face clips + subjects.json from videos (facegraph train expression)")
+    p.add_argument("--source", required=True, help="a video, a folder of videos, or a glob ('videos/*.mp4')")
+    p.add_argument("--out", required=True, help="clips folder: crops, manifest.csv, subjects.json, clips.json")
+    p.add_argument("--clip-len", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--stride", type=int, default=8, help="frames between clip starts (default 8)")
+    p.add_argument("--size", type=int, default=224, help="aligned crop side in pixels (default 224)")
+    p.add_argument("--keywords", metavar="CSV", help="video, time, keyword rows: clips centred on those times "
+                   "instead of every --stride frames")
+    p.add_argument("--val-videos", help="comma list of videos (names or stems) held out: their clips are 'val'")
+    p.add_argument("--every", type=int, default=1, help="keep one frame in N")
+    p.add_argument("--max-frames", type=int, help="per video: stop after this many frames")
+    p.add_argument("--detector", default="mediapipe", help="detect backend (default mediapipe)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run_step=run_clips)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -232,4 +247,12 @@ def run_landmark_chunks(args: argparse.Namespace) -> int:
     files = write_chunks(rows, args.out, args.chunk_size)
     print(f"wrote {len(files)} chunks to {args.out}: {int(keep.sum())} faces of {len(np.unique(rows.identity))} "
           f"identities ({int((~keep).sum())} without landmarks or pose left out)")
+def run_clips(args: argparse.Namespace) -> int:
+    from .clips import make_clips
+
+    r = make_clips(args.source, args.out, clip_len=args.clip_len, stride=args.stride, size=args.size,
+                   keywords=args.keywords, val_videos=_names(args.val_videos), every=args.every,
+                   max_frames=args.max_frames, detector=args.detector, progress=not args.no_progress)
+    print(f"{r.out}: {r.frames} face crops from {r.videos} videos; {r.subjects} subjects (subjects.json); "
+          f"{r.clips['train']} train + {r.clips['val']} val clips (clips.json)")
     return 0

@@ -2,6 +2,7 @@
 
     facegraph train fer --data fer2013/ --model cnn48 --epochs 30 --out runs/fer
     facegraph train gru --train data/ck/train.npz --val data/ck/val.npz --out runs/gru
+    facegraph train expression --clips data/clips --preset cpu64 --out runs/expression
 """
 
 from __future__ import annotations
@@ -144,6 +145,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_trainer_arguments(p, out="runs/landmark_ae", epochs=200, batch_size=64, lr=1e-3, weight_decay=1e-4,
                           patience=30, extra_epochs=0, warmup_epochs=2.0, monitor="val_error", mode="min")
     p.set_defaults(run_family=train_landmark_ae)
+    p = sub.add_parser("expression", help="expression transformer + reconstruction model, jointly, on face clips "
+                       "(facegraph data clips)")
+    p.add_argument("--clips", required=True, help="clips folder of facegraph data clips (its val clips validate)")
+    p.add_argument("--preset", default="design", help="sizes: design (518 px, 384-D; the default), design224, "
+                   "cpu112, cpu64; the flags below override single values")
+    p.add_argument("--image-size", type=int, help="input (and output) side in pixels")
+    p.add_argument("--patch", type=int, help="patch side (DINOv2: 14; conv tokenizer: 8 or 16)")
+    p.add_argument("--embed-dim", type=int)
+    p.add_argument("--heads", type=int)
+    p.add_argument("--layers", type=int, help="expression-transformer layers")
+    p.add_argument("--ff", type=int, help="feed-forward width")
+    p.add_argument("--tokens", type=int, help="expression tokens per face")
+    p.add_argument("--subjects", type=int, help="rows of the subject-embedding table (design: 501)")
+    p.add_argument("--head", choices=["conv", "linear"], help="reconstruction output: upsampling convolutions "
+                   "(default) or one linear patch per query (MAE's)")
+    p.add_argument("--tokenizer", choices=["conv", "dinov2"], default="conv",
+                   help="conv: a small patch tokenizer trained jointly; dinov2: ViT-S/14 patch tokens (--dinov2)")
+    p.add_argument("--dinov2", metavar="WEIGHTS.pth", default="",
+                   help="DINOv2 ViT-S/14 weights (dinov2_vits14_pretrain.pth; see facegraph models)")
+    p.add_argument("--train-dinov2", action="store_true", help="fine-tune DINOv2 too (default frozen)")
+    p.add_argument("--freeze-expression-transformer", action="store_true",
+                   help="train the reconstruction model (and the subject table) only")
+    p.add_argument("--init", metavar="CHECKPOINT", help="start from a joint checkpoint (same as --init-from)")
+    p.add_argument("--rec-weight", default="0.01:1.0", metavar="START:END", help="λ_rec schedule")
+    p.add_argument("--temporal-weight", default="0.4:0.1", metavar="START:END", help="λ_temp schedule")
+    p.add_argument("--diversity-weight", default="0.3:0.1", metavar="START:END", help="λ_div schedule")
+    p.add_argument("--loss-ramp-steps", type=int, default=3000, help="steps over which the λ go from START to END")
+    p.add_argument("--warmup-steps", type=int, default=3000, help="linear learning-rate warm-up, in steps")
+    p.add_argument("--no-flip", action="store_true", help="no mirror augmentation")
+    p.add_argument("--subject-dropout", type=float, default=0.5,
+                   help="fraction of clips whose transformer input is the mean subject (default 0.5)")
+    p.add_argument("--export-onnx", action=argparse.BooleanOptionalAction, default=True,
+                   help="write OUT/exported/: both parts as .pt and ONNX (+ .json) and subjects.npz (default on)")
+    p.add_argument("--export-checkpoint", choices=["best", "final"], default="best",
+                   help="which joint checkpoint the exports come from (best: by --monitor, which sees unseen "
+                   "people through the mean subject, not enrolled; final: the last epoch)")
+    add_trainer_arguments(p, out="runs/expression", epochs=100, batch_size=16, lr=5e-5, min_lr=1e-6,
+                          weight_decay=0.05, patience=1000, extra_epochs=0, monitor="val_psnr", mode="max")
+    p.set_defaults(run_family=train_expression)
+
+    p = sub.add_parser("enroll", help="a subject embedding for a new person (both networks frozen), stored by name")
+    p.add_argument("--model", required=True, help="exported folder of facegraph train expression (or 'expression')")
+    p.add_argument("--source", required=True, help="a video of the person (the largest track is taken)")
+    p.add_argument("--name", required=True, help="the name graphs use (reconstruct subject=NAME)")
+    p.add_argument("--enroll-frames", type=int, default=32, help="first frames of the track used (default 32)")
+    p.add_argument("--steps", type=int, default=100, help="optimisation steps (default 100)")
+    p.add_argument("--subjects-out", help="subjects.npz to add the name to (default: the model's own)")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(run_family=enroll_subject)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -431,4 +481,79 @@ def train_landmark_ae(args: argparse.Namespace) -> int:
             "scores": {k: round(v, 4) for k, v in s.items()}, "exported": time.strftime("%Y-%m-%d %H:%M:%S")}
     path = export(model, out / "landmark_ae.npz", meta)
     print(f"exported {path} (+ {path.with_suffix('.json').name})", flush=True)
+def _weights(text: str, flag: str) -> tuple[float, float]:
+    try:
+        parts = [float(v) for v in text.split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 0:
+        raise TrainingError(f"{flag} {text!r}: give START:END (two non-negative numbers) or one number")
+    return parts[0], parts[1]
+
+
+def train_expression(args: argparse.Namespace) -> int:
+    from ..nets.reconstruction import preset_configs
+    from .expression import ExpressionTask, LossSchedule, load_clip_set
+    from .expression_export import export_parts
+    from .trainer import Trainer
+
+    config = config_from(args)
+    try:
+        tcfg, rcfg = preset_configs(args.preset, image_size=args.image_size, patch=args.patch,
+                                    embed_dim=args.embed_dim, heads=args.heads, layers=args.layers, ff=args.ff,
+                                    tokens=args.tokens, subjects=args.subjects, tokenizer=args.tokenizer,
+                                    head=args.head,
+                                    dinov2=args.dinov2, train_dinov2=args.train_dinov2)
+    except ValueError as exc:
+        raise TrainingError(f"--preset {args.preset}: {exc}") from None
+    if tcfg.tokenizer == "dinov2" and not tcfg.dinov2:
+        raise TrainingError("--tokenizer dinov2 needs --dinov2 WEIGHTS.pth (DINOv2 ViT-S/14; facegraph models "
+                            "names where to get it)")
+    schedule = LossSchedule(rec=_weights(args.rec_weight, "--rec-weight"),
+                            temporal=_weights(args.temporal_weight, "--temporal-weight"),
+                            diversity=_weights(args.diversity_weight, "--diversity-weight"),
+                            ramp_steps=args.loss_ramp_steps)
+    train = load_clip_set(args.clips, "train", tcfg.image_size)
+    val = load_clip_set(args.clips, "val", tcfg.image_size)
+    try:
+        task = ExpressionTask(train, val, tcfg, rcfg, schedule=schedule,
+                              freeze_transformer=args.freeze_expression_transformer, flip=not args.no_flip,
+                              subject_dropout=args.subject_dropout)
+        task.build_model()
+    except ValueError as exc:
+        raise TrainingError(f"facegraph train expression: {exc}") from None
+    steps = task.steps_per_epoch(config.batch_size)
+    if config.max_batches:
+        steps = min(steps, config.max_batches)
+    config.warmup_epochs = args.warmup_steps / steps
+    config.check()
+    print(f"data {args.clips}: {len(train)} train clips ({len(train.images)} frames, "
+          f"{len(set(train.subjects.tolist()))} subjects), {len(val)} val clips ({len(val.images)} frames); "
+          f"{steps} steps per epoch, warm-up {args.warmup_steps} steps", flush=True)
+    command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    init = args.init or args.init_from
+    result = Trainer(config, resume=args.resume, init_from=init, command=command).fit(task)
+    print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
+          + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
+    if args.export_checkpoint == "final":
+        from . import checkpoints
+
+        final = checkpoints.load(Path(config.out) / checkpoints.FINAL, "final checkpoint")
+        result.model.load_state_dict(final["model"])
+        print(f"exporting the final epoch's weights ({result.epochs_run})", flush=True)
+    for path in export_parts(result.model, Path(config.out), task, command=command, seconds=result.seconds,
+                             best=result.best_metrics, onnx=args.export_onnx):
+        print(f"wrote {path}", flush=True)
+    return 0
+
+
+def enroll_subject(args: argparse.Namespace) -> int:
+    from .expression_export import enroll_from_video
+
+    name, path, report = enroll_from_video(args.model, args.source, args.name, frames=args.enroll_frames,
+                                           steps=args.steps, subjects_out=args.subjects_out, threads=args.threads)
+    print(f"{path}: subject '{name}' enrolled on {report['frames']} frames of {args.source} "
+          f"(reconstruction PSNR {report['psnr']:.2f} dB on them)")
     return 0

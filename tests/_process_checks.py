@@ -25,3 +25,11 @@ def nothing_left_behind():
     yield
     assert segments_left_by_this_process() == []
     assert psutil.wait_procs(children(), timeout=3)[1] == []
+
+
+def as_in_a_terminal() -> None:
+    """``preexec_fn`` for a child that a test Ctrl-Cs: SIGINT at its default, as a terminal gives it. A suite run
+    in the background (``cmd &`` in a script, nohup) inherits SIGINT ignored, and so would the child."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from _clips import GRAPH, manifest, write_clips
-from _process_checks import nothing_left_behind  # noqa: F401  - every test: no worker or segment left
+from _process_checks import as_in_a_terminal, nothing_left_behind  # noqa: F401  - every test: no worker or segment left
 
 from facegraph import Graph
 from facegraph._batch import BatchError, BatchOptions, batch_items, expand_sources, run_batch
@@ -169,7 +169,8 @@ def test_ctrl_c_keeps_finished_videos_and_resume_completes(clips, graph_file, tm
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "facegraph", "run", str(graph_file), "--source", str(clips / "clip*.mp4"),
            "--batch", "--executor", "inline", "--output", str(out), "--quiet", "--set", "slow.ms=400"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=as_in_a_terminal)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:

@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 import pytest
-from _process_checks import children, nothing_left_behind  # noqa: F401 - autouse fixture
+from _process_checks import as_in_a_terminal, children, nothing_left_behind  # noqa: F401 - autouse fixture
 
 import facegraph
 from facegraph import ANY, Graph, Input, Node, NodeFailure, Output, Param, register
@@ -106,6 +106,7 @@ def test_interrupting_facegraph_run(tmp_path: Path, sig: int):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         parent = psutil.Process(proc.pid)

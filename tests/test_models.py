@@ -161,3 +161,18 @@ def test_validate_reports_missing_models(models_dir, capsys):
     assert main(["validate", "--strict", str(graph)]) == 2  # ... and an error under --strict
     err = capsys.readouterr().err
     assert "node 'emb' (embed): needs model buffalo_l/w600k_r50 (facegraph models fetch buffalo_l)" in err
+
+
+def test_every_shipped_model_file_is_in_the_checkout():
+    """Each SHIPPED_MODELS entry's file exists with its catalogue hash (a git-ignored .onnx once left two out)."""
+    import hashlib
+    from pathlib import Path
+
+    from facegraph.nodes.models import _modelparams
+
+    root = Path(_modelparams.__file__).parent
+    for entry in _modelparams.SHIPPED_MODELS:
+        name, rel, sha = entry[0], entry[1], entry[-2]
+        path = root / rel
+        assert path.is_file(), f"{name}: {path} missing"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha, f"{name}: {path} differs from its hash"

@@ -174,13 +174,18 @@ class Graph:
 
     def set_param(self, node_id: str, key: str, value: Any) -> None:
         """Change one parameter (``--set node.key=value``), checked like the rest."""
+        self.set_params(node_id, {key: value})
+
+    def set_params(self, node_id: str, params: dict[str, Any]) -> None:
+        """Change several parameters of one node at once, then check them together: a pair that only makes sense
+        together (``backend=onnx`` with its ``model``) is valid in either order."""
         if node_id not in self.nodes:
             hint = difflib.get_close_matches(node_id, list(self.nodes), n=1)
             tail = f"; did you mean '{hint[0]}'?" if hint else f"; nodes: {', '.join(self.nodes)}"
             raise GraphError(f"--set names no node '{node_id}'{tail}", file=self.file)
         spec = self.nodes[node_id]
         old = dict(spec.params)
-        spec.params[key] = value
+        spec.params.update(params)
         try:
             self._check_params(spec)
         except GraphError:

@@ -80,9 +80,12 @@ def load_graph(path: str, source: str | None = None, sets: list[str] | None = No
     graph = Graph.load(path)
     if source is not None:
         set_source(graph, parse_source(source))
+    by_node: dict[str, dict[str, Any]] = {}
     for key, value in parse_set(sets or []).items():
         node_id, _, name = key.partition(".")
-        graph.set_param(node_id, name, value)
+        by_node.setdefault(node_id, {})[name] = value
+    for node_id, params in by_node.items():  # one node's --set values are checked together, in any order
+        graph.set_params(node_id, params)
     return graph.check()
 
 

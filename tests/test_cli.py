@@ -176,3 +176,16 @@ def test_every_command_builds_without_torch(tmp_path):
                          timeout=120)
     assert "validate 0" in out.stdout and "train 2" in out.stdout, out.stdout + out.stderr
     assert "needs PyTorch: pip install 'facegraph[train]'" in out.stderr
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_set_values_of_one_node_are_checked_together(tmp_path, order):
+    """`--set mesh.backend=onnx` needs `mesh.model`: valid whichever comes first on the command line."""
+    from facegraph.cli import load_graph
+
+    model = tmp_path / "pts68.onnx"
+    model.write_bytes(b"")  # the parameter check looks at the value; the file is opened only when the node is built
+    sets = ["mesh.backend=onnx", f"mesh.model={model}"]
+    graph_file = Path(__file__).parent.parent / "graphs" / "video_au.yaml"
+    graph = load_graph(str(graph_file), None, sets[::-1] if order else sets)
+    assert graph.nodes["mesh"].params["backend"] == "onnx" and graph.nodes["mesh"].params["model"] == str(model)

@@ -228,11 +228,16 @@ def main(argv: list[str] | None = None) -> int:
         print("])")
         return 0
     results = {stem: agreement(read_csv(o), read_csv(r)) for stem, (o, r) in pairs.items()}
+    return finish(results, args.json)
+
+
+def finish(results: dict[str, dict], json_path: Path | None) -> int:
+    """Pool the videos that had frames, print the table, write the JSON when asked: every AU script ends so."""
     results = {k: v for k, v in results.items() if v["frames"]}
     summary = pooled(results)
     print(report(results, summary))
-    if args.json:
-        args.json.write_text(json.dumps({"videos": results, "pooled": summary}, indent=1))
+    if json_path:
+        json_path.write_text(json.dumps({"videos": results, "pooled": summary}, indent=1))
     return 0
 
 

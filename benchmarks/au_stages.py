@@ -18,14 +18,13 @@ per-AU Pearson r over the frames both read, pooled by frames.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from au_agreement import SHARED, VIDEOS, _landmarks, pair_rows, pooled, read_csv, report
+from au_agreement import SHARED, VIDEOS, _landmarks, finish, pair_rows, read_csv
 
 MODELS = SHARED.parent / "models" / "openface_2.2" / "AU_predictors"
 
@@ -218,12 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         results[stem] = run_video(models, stem, SHARED / "videos" / name, ref, ours, args)
         print(f"{stem}: {results[stem]['frames']} frames, mean r {results[stem]['mean_r']:.3f}"
               + (f", fit {results[stem].get('fit_mean_abs_diff')}" if args.fit_report else ""), file=sys.stderr)
-    results = {k: v for k, v in results.items() if v["frames"]}
-    summary = pooled(results)
-    print(report(results, summary))
-    if args.json:
-        args.json.write_text(json.dumps({"videos": results, "pooled": summary}, indent=1))
-    return 0
+    return finish(results, args.json)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,18 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import TrainingError, require_torch
 from .trainer_args import add_trainer_arguments, config_from
 
 HELP = "train a model (fer, gru, …) on the shared trainer; needs the [train] extra"
 
+
+
+def design_flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """A flag under the design's spelling (``--use_heatmaps``) and the CLI's (``--use-heatmaps``), one dest."""
+    parser.add_argument(f"--{name}", f"--{name.replace('_', '-')}", dest=name, **kwargs)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="model_family", metavar="MODEL")
@@ -98,27 +104,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                   patience=10, extra_epochs=2, monitor="val_mean_r", mode="max")
         p.set_defaults(run_family=train_facepose, family=name)
     p = sub.add_parser("face-id", help="face identity (ArcFace/CosFace) on RGB + landmark heatmap channels")
-    p.add_argument("--data_root", "--data-root", dest="data_root", required=True, help="identity folder DIR/<person>/")
+    design_flag(p, "data_root", required=True, help="identity folder DIR/<person>/")
     p.add_argument("--backbone", default="resnet50",
                    help="resnet18|34|50 (default resnet50, as designed) or iresnet18|34|50; smaller ones suit a CPU")
     p.add_argument("--width", type=float, default=1.0, help="channel multiplier of the backbone (0.5: ~1/4 compute)")
-    p.add_argument("--img_size", "--img-size", dest="img_size", type=int, default=112, help="network input side")
+    design_flag(p, "img_size", type=int, default=112, help="network input side")
     p.add_argument("--embedding", type=int, default=512)
-    p.add_argument("--use_heatmaps", "--use-heatmaps", dest="use_heatmaps", action="store_true",
-                   help="stack 6 grouped landmark heatmaps on the RGB crop")
-    p.add_argument("--add_mask_channel", "--add-mask-channel", dest="add_mask_channel", action="store_true",
-                   help="with --use_heatmaps: one more channel, 1 where the landmarks were found")
-    p.add_argument("--group_all_landmarks", "--group-all-landmarks", dest="group_all_landmarks", action="store_true",
-                   help="one heatmap per landmark (68 dlib / 468 MediaPipe channels) instead of 6 groups")
+    design_flag(p, "use_heatmaps", action="store_true",
+                help="stack 6 grouped landmark heatmaps on the RGB crop")
+    design_flag(p, "add_mask_channel", action="store_true",
+                help="with --use_heatmaps: one more channel, 1 where the landmarks were found")
+    design_flag(p, "group_all_landmarks", action="store_true",
+                help="one heatmap per landmark (68 dlib / 468 MediaPipe channels) instead of 6 groups")
     p.add_argument("--sigma", type=float, default=0.0, help="heatmap Gaussian sigma in px (default 2 at 112 px)")
     p.add_argument("--extractor", choices=["mediapipe", "dlib"], default="mediapipe",
                    help="landmarks: MediaPipe FaceMesh (default) or dlib 68 (the [dlib] extra)")
-    p.add_argument("--use_cosface", "--use-cosface", dest="use_cosface", action="store_true",
-                   help="CosFace margin head instead of ArcFace")
-    p.add_argument("--cache_landmarks", "--cache-landmarks", dest="cache_landmarks", action="store_true",
-                   help="keep the landmarks in --cache-dir (reused by later runs on the same files)")
-    p.add_argument("--cache_heatmaps", "--cache-heatmaps", dest="cache_heatmaps", action="store_true",
-                   help="keep the heatmap channels in --cache-dir (float16)")
+    design_flag(p, "use_cosface", action="store_true",
+                help="CosFace margin head instead of ArcFace")
+    design_flag(p, "cache_landmarks", action="store_true",
+                help="keep the landmarks in --cache-dir (reused by later runs on the same files)")
+    design_flag(p, "cache_heatmaps", action="store_true",
+                help="keep the heatmap channels in --cache-dir (float16)")
     p.add_argument("--cache-dir", help="where the caches go (default OUT/cache)")
     p.add_argument("--drop-failed", action="store_true",
                    help="drop training images whose landmarks failed (default: keep them, heatmaps and mask 0)")

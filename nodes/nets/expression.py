@@ -18,6 +18,7 @@ import torch.nn.functional as F  # noqa: N812 - the usual torch alias
 from torch import nn
 
 from ._export import export
+from .resnet_blocks import BasicBlock
 
 FER_LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -47,22 +48,6 @@ def _block(cin: int, cout: int) -> nn.Sequential:
     )
 
 
-class _Basic(nn.Module):
-    """ResNet's basic block: two 3×3 convolutions and a shortcut (1×1 when the shape changes)."""
-
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout),
-        )
-        self.short = (nn.Identity() if stride == 1 and cin == cout else
-                      nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.body(x) + self.short(x))
-
-
 def _resnet18(channels: int, width: int) -> tuple[nn.Module, int]:
     """ResNet-18's [2, 2, 2, 2] layout with a 3×3 stem and no early pooling, as small face images need."""
     widths = [width * 2**i for i in range(4)]
@@ -70,7 +55,7 @@ def _resnet18(channels: int, width: int) -> tuple[nn.Module, int]:
                                nn.ReLU(inplace=True)]
     cin = widths[0]
     for i, cout in enumerate(widths):
-        layers += [_Basic(cin, cout, 1 if i == 0 else 2), _Basic(cout, cout, 1)]
+        layers += [BasicBlock(cin, cout, 1 if i == 0 else 2), BasicBlock(cout, cout, 1)]
         cin = cout
     return nn.Sequential(*layers), cin
 

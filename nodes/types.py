@@ -77,6 +77,8 @@ AUS = PortType(
     value("presence_names", list, required=False, doc="AU names of the presence columns"),
     array("success", "uint8", "N", required=False, doc="1 where the backend could read the face (OpenFace's success)"),
     value("backend", str, required=False, doc="which backend made the values: geometric, openface, onnx"),
+    value("landmarks_from", str, required=False,
+          doc="openface: the 68 points it read (ibug68, facemesh468, facemesh468+dlib68)"),
     array("gaze", "float32", "N", 2, 3, required=False,
           doc="openface: unit gaze vector per eye (gaze_0: iBUG 36-41, gaze_1: 42-47), camera axes"),
     array("gaze_angle", "float32", "N", 2, required=False, doc="openface: gaze_angle_x, gaze_angle_y in radians"),

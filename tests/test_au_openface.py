@@ -209,7 +209,7 @@ def _au_frames(revise: str | None, n: int = 4) -> list[dict]:
         ok = np.array([0 if i == 2 else 1], np.uint8)  # frame 2: the face could not be read
         aus = {"intensity": np.full((1, 17), 0.5 if ok[0] else np.nan, np.float32), "names": names,
                "presence": np.zeros((1, 18), np.float32), "presence_names": pnames, "success": ok,
-               "backend": "openface", "track_id": np.array([3], np.int32)}
+               "backend": "openface", "landmarks_from": "facemesh468+dlib68", "track_id": np.array([3], np.int32)}
         if revise:
             aus["revise"] = revise
         frames.append({"faces": {"boxes": np.array([[0, 0, 10, 10]], np.float32), "scores": np.ones(1, np.float32),
@@ -246,7 +246,7 @@ def test_table_sinks_take_the_post_processed_values(tmp_path, sink):
         assert [c for c in rows[0] if c.startswith("AU")] == [f"{a}_r" for a in oa.INTENSITY_AUS] + [
             f"{a}_c" for a in oa.PRESENCE_AUS]
         note = (tmp_path / "t.csv.json").read_text()
-        assert '"au_backend": "openface"' in note
+        assert '"au_backend": "openface"' in note and '"au_landmarks": "facemesh468+dlib68"' in note
     else:
         import pyarrow.parquet as pq
 

@@ -248,6 +248,7 @@ class AU(Node):
         out: dict[str, Any] = {
             "intensity": reg, "names": list(models.svr.names), "presence": cls,
             "presence_names": list(models.svm.names), "success": success, "backend": "openface",
+            "landmarks_from": str(landmarks.get("mapped_from") or landmarks.get("scheme") or "ibug68"),
         }
         if self._offline and tracks is not None:
             out["revise"] = self._revise

@@ -37,6 +37,7 @@ class Schema:
     aus: list[tuple[str, str]] = field(default_factory=list)  # (column, packet name)
     presence: list[tuple[str, str]] = field(default_factory=list)  # (AUxx_c column, packet name)
     au_backend: str | None = None
+    au_landmarks: str | None = None  # the 68 points the AUs were read from (facemesh468, facemesh468+dlib68, …)
     revise: str | None = None  # where the AU node leaves its post-processed values at end of stream
     track: bool = False
     identity: bool = False
@@ -68,6 +69,7 @@ class Schema:
             if aus.get("presence_names") is not None:
                 self.presence = of.presence_columns(list(aus.presence_names))
             self.au_backend = aus.get("backend")
+            self.au_landmarks = aus.get("landmarks_from")
         if aus is not None and aus.get("gaze") is not None:
             self.gaze = True
         if ids is not None:
@@ -310,11 +312,14 @@ def load_revision(path: str | None) -> dict[tuple[int, int], tuple[dict[str, flo
     return out
 
 
-def backend_note(path: Path, backend: str, columns: list[str]) -> None:
-    """The sidecar ``<table>.json`` that says which AU backend made the table's AU columns."""
+def backend_note(path: Path, backend: str, columns: list[str], landmarks: str | None = None) -> None:
+    """The sidecar ``<table>.json`` that says which AU backend made the table's AU columns (and from which
+    landmarks: the openface backend's agreement depends on them)."""
     import json
 
     note: dict[str, Any] = {"au_backend": backend, "au_columns": columns}
+    if landmarks:
+        note["au_landmarks"] = landmarks
     if backend == "openface":
         note["au_models"] = "OpenFace 2.2.0 AU_predictors (OpenFace academic licence)"
     Path(str(path) + ".json").write_text(json.dumps(note, indent=1) + "\n")

@@ -88,7 +88,8 @@ class CsvSink(ResultSink):
         if revision is not None and self.rows:
             self._revise(revision)
         if getattr(self, "schema", None) is not None and self.schema.au_backend:
-            backend_note(self.file_path, self.schema.au_backend, [c for c, _ in self.schema.aus + self.schema.presence])
+            backend_note(self.file_path, self.schema.au_backend, [c for c, _ in self.schema.aus + self.schema.presence],
+                         self.schema.au_landmarks)
         return None
 
     def _revise(self, revision: dict) -> None:

@@ -177,7 +177,7 @@ def eval_facepose(args: argparse.Namespace) -> int:
 
     from ..models.facepose import load_au_predictor, load_predictor
     from . import h5data
-    from .facepose_scores import au_scores, landmark_scores
+    from .facepose_scores import au_scores, landmark_scores, within_video_r
 
     loader = load_predictor if args.family == "landmark-pose" else load_au_predictor
     try:
@@ -234,13 +234,16 @@ def eval_facepose(args: argparse.Namespace) -> int:
     else:
         names = predictor.get_au_names()
         scores = au_scores(out["au_intensities"], rows.au_intensities, names)
+        scores.update(within_video_r(out["au_intensities"], rows.au_intensities, rows.video_names, names))
         print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}{reference}:")
         print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores['val_aus_scored'])} AUs (r defined), "
-              f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}")
+              f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}; within each video: mean r "
+              f"{scores['within_video_mean_r']:.3f}")
         for name in names:
             sd = rows.au_intensities[:, names.index(name)].std()
             print(f"  {name}  r {scores[f'val_r_{name}']:6.3f}  CCC {scores[f'val_ccc_{name}']:6.3f}  "
-                  f"MAE {scores[f'val_mae_{name}']:.3f}  teacher sd {sd:.2f}")
+                  f"MAE {scores[f'val_mae_{name}']:.3f}  teacher sd {sd:.2f}  within-video r "
+                  f"{scores[f'within_video_r_{name}']:6.3f}")
     if args.json:
         extra = {"reference": args.reference} if reference else {}
         Path(args.json).write_text(json.dumps({"model": str(args.model), "backend": predictor.backend, **extra,

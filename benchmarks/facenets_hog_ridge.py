@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import h5py
-    from facegraph.nodes.training import h5data
     from facegraph.nodes.models.person_reference import references_by_group
+    from facegraph.nodes.training import h5data
     from facegraph.nodes.training.facepose_scores import au_scores, within_video_r
     from sklearn.linear_model import Ridge
 

@@ -497,12 +497,17 @@ def crop_matrix(kps: np.ndarray, size: int = CROP) -> np.ndarray:
 #: where the nets the bars were measured on live: in the repository, not in the wheel (OpenFace's licence)
 BENCH_MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
 OPENFACE_DERIVED = "trained to mimic OpenFace 0.2: OpenFace's academic, non-commercial licence; not in the wheel"
-#: (catalogue name, file in BENCH_MODELS, description, sha256, size); the AU net trained beside it missed its bar
-#: by far (held-out mean r −0.06) and is not shipped (benchmarks/README.md)
+FER_AND_OPENFACE = ("a ridge mimicking OpenFace 0.2 (academic, non-commercial licence) on the FER-2013 CNN's features "
+                    "(research use only): both apply; not in the wheel")
+#: (catalogue name, file in BENCH_MODELS, description, sha256, size, licence); the pixel AU nets trained on the six
+#: people (plain: held-out mean r −0.06; person-normalised: −0.02) are not shipped (benchmarks/README.md)
 BENCH_NETS = (
     ("facegraph/landmark_pose_w05", "landmark_pose_w05/landmark_pose.onnx",
      "UnifiedLandmarkPoseNet ×0.5: 68 landmarks + PDM pose/shape from a 112 px crop (landmarks.nn); held-out NME "
-     "0.063", "c0d9c3f6d118a40720a2a9e0bc560a5fead5591996f9990cde93800be6968d17", 8_326_317),
+     "0.063", "c0d9c3f6d118a40720a2a9e0bc560a5fead5591996f9990cde93800be6968d17", 8_326_317, OPENFACE_DERIVED),
+    ("facegraph/au_fer_ridge", "au_fer_ridge/au_net.onnx",
+     "17 AU intensities from a 112 px crop (au.nn): ridge on the FER-2013 CNN's embedding; held-out mean r 0.47",
+     "cbc79a7f6f0c33f35b4f8a72d4d8e5fe2f5d5d4a1f10b2bb8bb246f727241815", 4_863_246, FER_AND_OPENFACE),
 )
 
 
@@ -511,11 +516,11 @@ def _register_bench_nets() -> None:
         from facegraph._modelstore import ModelEntry, register_models
     except ImportError:
         return
-    register_models(*(ModelEntry(name=name, filename=filename, description=desc, licence=OPENFACE_DERIVED,
+    register_models(*(ModelEntry(name=name, filename=filename, description=desc, licence=licence,
                                  sha256=sha, size=size, search_dirs=(str(BENCH_MODELS),),
                                  aliases=(name.split("/", 1)[1],),
                                  note="in the repository's benchmarks/models/ (card: facegraph models card NAME)")
-                      for name, filename, desc, sha, size in BENCH_NETS))
+                      for name, filename, desc, sha, size, licence in BENCH_NETS))
 
 
 def model_folder(spec: str | Path) -> Path:

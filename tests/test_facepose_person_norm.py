@@ -197,3 +197,28 @@ def test_au_node_keeps_one_reference_per_track(pn_export):
     # track 9 is new: its reference is its own frame (the answer of predict on that crop alone)
     np.testing.assert_allclose(got[3], p.predict(crops[3])["au_intensities"], atol=1e-5)
     assert np.abs(got[3] - p.predict_features(f[3:], f[:4].mean(0))["au_intensities"][0]).max() > 1e-2
+
+
+def test_eval_au_follows_each_video_in_order(pn_export, tiny, tmp_path, capsys):  # noqa: F811
+    """facegraph eval au on a person-normalised net: the reference per video, causal or from all its frames."""
+    from facegraph.cli import main as cli
+
+    task, out = pn_export
+    scores = {}
+    for mode in ("causal", "all"):
+        path = tmp_path / f"{mode}.json"
+        assert cli(["eval", "au", "--model", str(out), "--data", str(tiny), "--reference", mode,
+                    "--json", str(path)]) == 0
+        assert "person-normalised" in capsys.readouterr().out
+        report = json.loads(path.read_text())
+        assert report["reference"] == mode and report["faces"] == len(task.val)
+        scores[mode] = report["scores"]
+    # the held-out video's rows in order, through the predictor, give the same AU12 r as the command's
+    p = fp.load_au_predictor(out)
+    f = p.features_batch(task.val.images[..., ::-1])
+    for mode in ("causal", "all"):
+        aus = p.predict_features(f, references_by_group(f, task.val.video_names, mode))["au_intensities"]
+        r = np.corrcoef(aus[:, 8], task.val.au_intensities[:, 8])[0, 1]
+        assert abs(r - scores[mode]["val_r_AU12"]) < 1e-4
+    assert scores["causal"]["val_r_AU12"] != scores["all"]["val_r_AU12"]
+    assert "within_video_mean_r" in scores["causal"]

@@ -141,7 +141,13 @@ class LandmarksNN(Node):
 
 @register("au.nn")
 class AUNN(Node):
-    """17 AU intensities (OpenFace's scale, 0-5) per face from the AU net on ``landmarks.nn``'s crops."""
+    """17 AU intensities (OpenFace's scale, 0-5) per face from the AU net on ``landmarks.nn``'s crops.
+
+    A person-normalised net (``facegraph train au --person-norm``) is given each face's reference:
+    the running mean of its track's features so far, this frame's included; a new track id starts
+    a fresh one (like the openface backend's per-person running median). Without track ids
+    the faces are taken by their order in the frame.
+    """
 
     crops = Input(CROPS, doc="112×112 crops on the nets' template (landmarks.nn's crops)")
     aus = Output(AUS)
@@ -166,10 +172,18 @@ class AUNN(Node):
         self.net = load_au_predictor(folder, backend=None if self.backend == "auto" else self.backend,
                                      threads=max(1, self.context.threads))
         self.names = self.net.get_au_names()
+        from ..models.person_reference import TrackReferences
+
+        self.references = TrackReferences()
 
     def process(self, crops: Any) -> dict[str, Any]:
         images = np.asarray(crops.images)
-        out = self.net.predict_batch(images)
+        if self.net.person_norm and len(images):
+            ids = np.arange(len(images)) if crops.get("track_id") is None else np.asarray(crops.track_id)
+            features = self.net.features_batch(images)
+            out = self.net.predict_features(features, self.references.update(ids, features))
+        else:
+            out = self.net.predict_batch(images)
         extra = {} if crops.get("track_id") is None else {"track_id": np.asarray(crops.track_id, np.int32)}
         return {"aus": {"intensity": out["au_intensities"], "names": list(self.names),
                         "success": np.ones(len(images), np.uint8), "backend": f"nn-{self.net.backend}", **extra}}

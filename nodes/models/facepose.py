@@ -11,6 +11,17 @@ CUDA provider, file missing, package missing) leaves a one-line reason in ``trie
 next is taken; only when none loads is it an error. Inputs are BGR uint8 crops made by
 :func:`crop_matrix` (the 5-point template the nets were trained on), 112×112; outputs are in
 those crop pixels.
+
+A person-normalised AU net (``facegraph train au --person-norm``) needs the person's reference:
+``au_net.onnx`` gives backbone features and ``au_head.onnx`` maps (features, reference) to AUs.
+
+    a = load_au_predictor("runs/au_pn")
+    ref = a.new_reference()                  # one per person / track (person_reference.RunningReference)
+    f = a.features_batch(crops)              # (N, F), the frames of one person in order
+    aus = a.predict_features(f, np.stack([ref.update(x) for x in f]))["au_intensities"]
+
+``predict_batch(crops)`` alone takes the batch as one person's frames (reference: their mean);
+``predict(crop)`` alone is the frame against itself (no change from the person's usual face).
 """
 
 from __future__ import annotations
@@ -103,6 +114,37 @@ class TorchRunner(_Runner):
         return [o.float().cpu().numpy() for o in out]
 
 
+class TorchHead:
+    """A person-normalised AU net's head in torch: (features, reference) → [AUs]."""
+
+    def __init__(self, head: Any, device: str) -> None:
+        self.head, self.device = head.eval(), device
+
+    def __call__(self, features: np.ndarray, reference: np.ndarray) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            out = self.head(torch.from_numpy(features).to(self.device), torch.from_numpy(reference).to(self.device))
+        return [out.float().cpu().numpy()]
+
+
+class OnnxHead:
+    """A person-normalised AU net's ``au_head.onnx`` on the CPU (it is one small MLP)."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise ModelError(f"{path}: no such file (the head of a person-normalised AU net, written beside "
+                             "au_net.onnx by facegraph train au --person-norm)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, features: np.ndarray, reference: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {"features": features, "reference": reference})
+
+
 # ------------------------------------------------------------------------------------------------ loaders
 
 
@@ -159,7 +201,7 @@ def load_torch(checkpoint: Path, meta: dict[str, Any], device: str | None = None
         import torch
     except ImportError:
         raise BackendUnavailable("torch is not installed (pip install 'facegraph[train]')") from None
-    from ..nets.facepose import AUPredictionNet, UnifiedLandmarkPoseNet
+    from ..nets.facepose import AUFeatures, AUHead, AUPredictionNet, UnifiedLandmarkPoseNet
 
     state = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
     config = dict(state.get("model_config") or meta.get("model_config") or {})
@@ -171,7 +213,8 @@ def load_torch(checkpoint: Path, meta: dict[str, Any], device: str | None = None
                                                                   "image_size", "dropout") if k in config})
     elif net == "AUPredictionNet":
         model = AUPredictionNet(width_mult=config.get("width_mult", 1.0), dropout=config.get("dropout", 0.3),
-                                num_aus=len(config.get("au_names") or AU_NAMES))
+                                num_aus=len(config.get("au_names") or AU_NAMES),
+                                person_norm=bool(config.get("person_norm")), with_frame=bool(config.get("with_frame")))
     else:
         raise BackendUnavailable(f"{checkpoint}: not a landmark-pose or AU-net checkpoint")
     try:
@@ -180,6 +223,10 @@ def load_torch(checkpoint: Path, meta: dict[str, Any], device: str | None = None
         raise BackendUnavailable(f"{checkpoint}: weights do not fit ({str(exc).splitlines()[0]}); "
                                  "is --width-mult the one it was trained with?") from None
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if net == "AUPredictionNet" and model.person_norm:
+        runner = TorchRunner(AUFeatures(model).to(dev), dev)
+        runner.head = TorchHead(AUHead(model).to(dev), dev)
+        return runner
     return TorchRunner(model.to(dev), dev)
 
 
@@ -203,6 +250,8 @@ def _checkpoint_meta(path: Path) -> dict[str, Any]:
     cfg = state.get("model_config", {})
     kind = state.get("kind", "")
     outputs = ["landmarks", "global_params", "local_params"] if kind == "landmark-pose" else ["au_intensities"]
+    if cfg.get("person_norm"):
+        outputs = ["features"]
     return {"kind": kind, "model_config": cfg, "input_size": cfg.get("image_size", CROP), "crop_size": CROP,
             "mean": 0.5, "std": 0.5, "outputs": outputs, "au_names": cfg.get("au_names")}
 
@@ -215,6 +264,7 @@ class _Predictor:
         if meta.get("kind") not in (None, "", self.kind):
             raise ModelError(f"a {meta.get('kind')} model given where a {self.kind} model is wanted")
         self.runner, self.meta, self.tried = runner, meta, list(tried or [])
+        self.folder: Path | None = None  # where the model's files are (a person-normalised AU net's head)
         self.backend = runner.name
         self.size = int(meta.get("input_size", CROP))
         self.mean, self.std = float(meta.get("mean", 0.5)), float(meta.get("std", 0.5))
@@ -226,14 +276,14 @@ class _Predictor:
         meta = _read_meta(path.with_suffix(".json"))
         if not path.is_file():
             raise ModelError(f"{path}: no such ONNX file")
-        return cls(OnnxRunner(path, providers, threads), meta)
+        return cls(OnnxRunner(path, providers, threads), meta).located(path.parent)
 
     @classmethod
     def from_coreml(cls, path: str | Path) -> _Predictor:
         path = Path(path)
         meta = _read_meta(path.with_suffix(".json"))
         try:
-            return cls(load_coreml(path, meta), meta)
+            return cls(load_coreml(path, meta), meta).located(path.parent)
         except BackendUnavailable as exc:
             raise ModelError(str(exc)) from None
 
@@ -244,7 +294,7 @@ class _Predictor:
         meta_path = path.parent / f"{cls.file_stem}.json"
         meta = _read_meta(meta_path) if meta_path.is_file() else _checkpoint_meta(path)
         try:
-            return cls(load_torch(path, meta, device, width_mult), meta)
+            return cls(load_torch(path, meta, device, width_mult), meta).located(path.parent)
         except BackendUnavailable as exc:
             raise ModelError(str(exc)) from None
 
@@ -295,9 +345,13 @@ class _Predictor:
                 tried.append((name, f"failed to load ({first})"))
                 log.info("%s: backend %s failed: %s", folder, name, first)
                 continue
-            return cls(runner, m, tried)
+            return cls(runner, m, tried).located(folder)
         why = "; ".join(f"{n}: {r}" for n, r in tried)
         raise ModelError(f"{folder}: no backend could load the {cls.kind} model ({why})")
+
+    def located(self, folder: Path) -> _Predictor:
+        self.folder = Path(folder)
+        return self
 
     # -- inference ---------------------------------------------------------------------------------------------
     def preprocess(self, bgr: np.ndarray) -> np.ndarray:
@@ -349,15 +403,59 @@ class AUPredictor(_Predictor):
     def get_au_names(self) -> list[str]:
         return list(self.meta.get("au_names") or AU_NAMES)
 
-    def predict_batch(self, bgr: np.ndarray) -> dict[str, Any]:
+    @property
+    def person_norm(self) -> bool:
+        """Whether the net needs a person's reference (``facegraph train au --person-norm``)."""
+        return bool(self.meta.get("person_norm") or (self.meta.get("model_config") or {}).get("person_norm"))
+
+    def new_reference(self) -> Any:
+        """A fresh running reference for one person (track)."""
+        from .person_reference import RunningReference
+
+        return RunningReference()
+
+    def _head(self) -> Any:
+        head = getattr(self, "_head_runner", None) or getattr(self.runner, "head", None)
+        if head is None:
+            name = (self.meta.get("person_norm") or {}).get("head", "au_head.onnx")
+            head = OnnxHead((self.folder or Path(".")) / name)
+        self._head_runner = head
+        return head
+
+    def features_batch(self, bgr: np.ndarray) -> np.ndarray:
+        """Backbone features (N, F) of a person-normalised net (what its reference is the running mean of)."""
+        if not self.person_norm:
+            raise ModelError("features_batch: this AU net is not person-normalised (it takes no reference)")
+        bgr = np.asarray(bgr)
+        if len(bgr) == 0:
+            return np.zeros((0, 0), np.float32)
+        return np.asarray(self.run(bgr)[0], np.float32)
+
+    def predict_features(self, features: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+        """AUs from features (N, F) and each row's person reference ((N, F), or (F,) for all rows)."""
+        f = np.array(features, np.float32)
+        ref = np.array(np.broadcast_to(np.asarray(reference, np.float32), f.shape))
+        aus = np.asarray(self._head()(f, ref)[0], np.float32)
+        return {"au_intensities": np.clip(aus, 0.0, 5.0), "au_names": self.get_au_names()}
+
+    def predict_batch(self, bgr: np.ndarray, reference: np.ndarray | None = None) -> dict[str, Any]:
+        """AUs (N, 17). A person-normalised net: ``reference`` (F,) or (N, F), by default the batch's mean
+        features (the batch taken as one person's frames); ``features`` come back too."""
         bgr = np.asarray(bgr)
         if len(bgr) == 0:
             return {"au_intensities": np.zeros((0, NUM_AUS), np.float32), "au_names": self.get_au_names()}
-        return {"au_intensities": np.clip(np.asarray(self.run(bgr)[0], np.float32), 0.0, 5.0),
-                "au_names": self.get_au_names()}
+        if not self.person_norm:
+            if reference is not None:
+                raise ModelError("reference given to an AU net that is not person-normalised")
+            return {"au_intensities": np.clip(np.asarray(self.run(bgr)[0], np.float32), 0.0, 5.0),
+                    "au_names": self.get_au_names()}
+        f = self.features_batch(bgr)
+        out = self.predict_features(f, f.mean(0) if reference is None else reference)
+        out["features"] = f
+        return out
 
-    def predict(self, bgr_112: np.ndarray) -> dict[str, Any]:
-        values = self.predict_batch(np.asarray(bgr_112)[None])["au_intensities"][0]
+    def predict(self, bgr_112: np.ndarray, reference: np.ndarray | None = None) -> dict[str, Any]:
+        values = self.predict_batch(np.asarray(bgr_112)[None], reference)["au_intensities"][0]
         return {"au_intensities": values, "au_dict": dict(zip(self.get_au_names(), map(float, values), strict=True))}
 
 
@@ -399,12 +497,17 @@ def crop_matrix(kps: np.ndarray, size: int = CROP) -> np.ndarray:
 #: where the nets the bars were measured on live: in the repository, not in the wheel (OpenFace's licence)
 BENCH_MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
 OPENFACE_DERIVED = "trained to mimic OpenFace 0.2: OpenFace's academic, non-commercial licence; not in the wheel"
-#: (catalogue name, file in BENCH_MODELS, description, sha256, size); the AU net trained beside it missed its bar
-#: by far (held-out mean r −0.06) and is not shipped (benchmarks/README.md)
+FER_AND_OPENFACE = ("a ridge mimicking OpenFace 0.2 (academic, non-commercial licence) on the FER-2013 CNN's features "
+                    "(research use only): both apply; not in the wheel")
+#: (catalogue name, file in BENCH_MODELS, description, sha256, size, licence); the pixel AU nets trained on the six
+#: people (plain: held-out mean r −0.06; person-normalised: −0.02) are not shipped (benchmarks/README.md)
 BENCH_NETS = (
     ("facegraph/landmark_pose_w05", "landmark_pose_w05/landmark_pose.onnx",
      "UnifiedLandmarkPoseNet ×0.5: 68 landmarks + PDM pose/shape from a 112 px crop (landmarks.nn); held-out NME "
-     "0.063", "c0d9c3f6d118a40720a2a9e0bc560a5fead5591996f9990cde93800be6968d17", 8_326_317),
+     "0.063", "c0d9c3f6d118a40720a2a9e0bc560a5fead5591996f9990cde93800be6968d17", 8_326_317, OPENFACE_DERIVED),
+    ("facegraph/au_fer_ridge", "au_fer_ridge/au_net.onnx",
+     "17 AU intensities from a 112 px crop (au.nn): ridge on the FER-2013 CNN's embedding; held-out mean r 0.47",
+     "cbc79a7f6f0c33f35b4f8a72d4d8e5fe2f5d5d4a1f10b2bb8bb246f727241815", 4_863_246, FER_AND_OPENFACE),
 )
 
 
@@ -413,11 +516,11 @@ def _register_bench_nets() -> None:
         from facegraph._modelstore import ModelEntry, register_models
     except ImportError:
         return
-    register_models(*(ModelEntry(name=name, filename=filename, description=desc, licence=OPENFACE_DERIVED,
+    register_models(*(ModelEntry(name=name, filename=filename, description=desc, licence=licence,
                                  sha256=sha, size=size, search_dirs=(str(BENCH_MODELS),),
                                  aliases=(name.split("/", 1)[1],),
                                  note="in the repository's benchmarks/models/ (card: facegraph models card NAME)")
-                      for name, filename, desc, sha, size in BENCH_NETS))
+                      for name, filename, desc, sha, size, licence in BENCH_NETS))
 
 
 def model_folder(spec: str | Path) -> Path:

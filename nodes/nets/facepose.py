@@ -136,18 +136,67 @@ class UnifiedLandmarkPoseNet(nn.Module):
 
 
 class AUPredictionNet(nn.Module):
-    """EfficientNet-Lite (with SE) → 17 AU intensities in [0, 5]."""
+    """EfficientNet-Lite (with SE) → 17 AU intensities in [0, 5].
 
-    def __init__(self, width_mult: float = 1.0, dropout: float = 0.3, num_aus: int = 17) -> None:
+    ``person_norm``: the head sees the frame's backbone features minus a per-person reference
+    (the mean of that person's frames' features; OpenFace's dynamic models do the same with
+    a running median of FHOG), so what it learns is the change from the person's usual face,
+    not who the person is. ``with_frame`` also gives the head the frame's own features.
+    """
+
+    def __init__(self, width_mult: float = 1.0, dropout: float = 0.3, num_aus: int = 17,
+                 person_norm: bool = False, with_frame: bool = False) -> None:
         super().__init__()
         self.width_mult, self.num_aus = width_mult, num_aus
+        self.person_norm, self.with_frame = person_norm, person_norm and with_frame
         self.backbone, features = _backbone(EFFICIENTNET_LITE0, width_mult, se=0.25)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, 512), nn.ReLU(inplace=True),
+        self.num_features = features
+        head_in = features * (2 if self.with_frame else 1)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(head_in, 512), nn.ReLU(inplace=True),
                                   nn.Dropout(dropout), nn.Linear(512, num_aus))
         _init(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return 5.0 * torch.sigmoid(self.head(self.backbone(x).mean((2, 3))))
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).mean((2, 3))
+
+    def from_features(self, features: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """AUs from backbone features (N, F) and, with ``person_norm``, the person's reference (N, F) or (F,)."""
+        h = features
+        if self.person_norm:
+            if reference is None:
+                raise ValueError("a person-normalised AU net needs the person's reference features")
+            diff = features - reference
+            h = torch.cat([diff, features], 1) if self.with_frame else diff
+        return 5.0 * torch.sigmoid(self.head(h))
+
+    def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """Without a reference a person-normalised net takes each frame as its own reference (no change)."""
+        f = self.features(x)
+        if self.person_norm and reference is None:
+            reference = f
+        return self.from_features(f, reference)
+
+
+class AUFeatures(nn.Module):
+    """The AU net's backbone alone, image → features (the first of a person-normalised net's two exports)."""
+
+    def __init__(self, net: AUPredictionNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net.features(image)
+
+
+class AUHead(nn.Module):
+    """The AU net's head alone, (features, reference) → AUs (the second export; runs on one core in µs)."""
+
+    def __init__(self, net: AUPredictionNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+        return self.net.from_features(features, reference)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -54,6 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--videos", help="comma list of the videos to score (default: the model's held-out videos)")
         p.add_argument("--backend", default="auto", help="auto, coreml, onnx, onnx-gpu, onnx-cpu, torch")
         p.add_argument("--json", metavar="FILE", help="write the scores as JSON")
+        if name == "au":
+            p.add_argument("--reference", choices=["causal", "all"], default="causal",
+                           help="a person-normalised net's reference per video, frames in video order: the mean "
+                           "of the frames so far, this one included (causal: what the au.nn node does), or of "
+                           "all the video's frames")
         if name == "landmark-pose":
             p.add_argument("--pdm-fit", action="store_true", help="also head rotation from OpenFace's PDM fitted "
                            "to the net's landmarks (needs facegraph models fetch openface-au; slow)")
@@ -172,7 +177,7 @@ def eval_facepose(args: argparse.Namespace) -> int:
 
     from ..models.facepose import load_au_predictor, load_predictor
     from . import h5data
-    from .facepose_scores import au_scores, landmark_scores
+    from .facepose_scores import au_scores, landmark_scores, within_video_r
 
     loader = load_predictor if args.family == "landmark-pose" else load_au_predictor
     try:
@@ -191,14 +196,25 @@ def eval_facepose(args: argparse.Namespace) -> int:
     if trained_on & set(videos):
         print(f"note: {', '.join(sorted(trained_on & set(videos)))} were training videos of this model", flush=True)
     rows = data.subset(np.flatnonzero(np.isin(data.video_names, videos)))
+    if args.family == "au" and getattr(predictor, "person_norm", False):
+        rows = rows.subset(np.lexsort((rows.frame_indices, rows.video_names)))  # each video's frames in order
     bgr = rows.images[..., ::-1]
     out: dict = {}
     for i in range(0, len(rows), 256):
-        part = predictor.predict_batch(bgr[i:i + 256])
+        part = (predictor.predict_batch(bgr[i:i + 256]) if not getattr(predictor, "person_norm", False)
+                else {"features": predictor.features_batch(bgr[i:i + 256])})
         for k, v in part.items():
             if isinstance(v, np.ndarray):
                 out.setdefault(k, []).append(v)
     out = {k: np.concatenate(v) for k, v in out.items()}
+    reference = ""
+    if "features" in out:
+        from ..models.person_reference import references_by_group
+
+        ref = references_by_group(out["features"], rows.video_names, args.reference)
+        out["au_intensities"] = predictor.predict_features(out["features"], ref)["au_intensities"]
+        reference = (", person-normalised: reference the mean of the video's frames "
+                     + ("so far (causal, as the au.nn node)" if args.reference == "causal" else "(all of them)"))
     if args.family == "landmark-pose":
         scores = landmark_scores(out["landmarks"], rows.landmarks, out["global_params"], rows.global_params,
                                  rows.matrices)
@@ -218,15 +234,19 @@ def eval_facepose(args: argparse.Namespace) -> int:
     else:
         names = predictor.get_au_names()
         scores = au_scores(out["au_intensities"], rows.au_intensities, names)
-        print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}:")
+        scores.update(within_video_r(out["au_intensities"], rows.au_intensities, rows.video_names, names))
+        print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}{reference}:")
         print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores['val_aus_scored'])} AUs (r defined), "
-              f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}")
+              f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}; within each video: mean r "
+              f"{scores['within_video_mean_r']:.3f}")
         for name in names:
             sd = rows.au_intensities[:, names.index(name)].std()
             print(f"  {name}  r {scores[f'val_r_{name}']:6.3f}  CCC {scores[f'val_ccc_{name}']:6.3f}  "
-                  f"MAE {scores[f'val_mae_{name}']:.3f}  teacher sd {sd:.2f}")
+                  f"MAE {scores[f'val_mae_{name}']:.3f}  teacher sd {sd:.2f}  within-video r "
+                  f"{scores[f'within_video_r_{name}']:6.3f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"model": str(args.model), "backend": predictor.backend,
+        extra = {"reference": args.reference} if reference else {}
+        Path(args.json).write_text(json.dumps({"model": str(args.model), "backend": predictor.backend, **extra,
                                                "videos": videos, "faces": len(rows), "scores": scores},
                                               indent=2) + "\n")
     return 0

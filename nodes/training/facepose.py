@@ -143,24 +143,53 @@ class LandmarkPoseTask(_TeacherTask):
 
 
 class AUTask(_TeacherTask):
+    """The AU net on the teacher's intensities.
+
+    ``person_norm``: each step draws ``frames_per_video`` frames from each of ``batch_size //
+    frames_per_video`` training videos; the reference of a video's frames is the mean of those
+    frames' backbone features, computed in the same pass (gradient through it: the backbone
+    learns features whose change within a person is the expression). A video's frames share
+    one mirror flip and one brightness/contrast, so the change from the reference is the
+    face's, not the augmentation's. Held-out scores follow the node: frames in video order,
+    each frame's reference the mean of its video's frames so far.
+    """
+
     kind = "au-net"
 
     def __init__(self, train: TeacherData, val: TeacherData, *, width_mult: float = 1.0, image_size: int = SIZE,
                  dropout: float = 0.3, l1_weight: float = 1.0, ccc_weight: float = 0.5,
-                 au_weights: list[float] | None = None, augment: bool = True) -> None:
+                 au_weights: list[float] | None = None, augment: bool = True, person_norm: bool = False,
+                 with_frame: bool = False, frames_per_video: int = 8) -> None:
         super().__init__(train, val, image_size=image_size, augment=augment)
         self.width_mult, self.dropout = width_mult, dropout
+        self.person_norm, self.with_frame = person_norm, person_norm and with_frame
+        self.frames_per_video = max(1, int(frames_per_video))
         weights = None if au_weights is None else torch.tensor(au_weights)
         self.criterion = AUPredictionLoss(l1_weight, ccc_weight, weights)
 
     def model_config(self) -> dict[str, Any]:
-        return {"net": "AUPredictionNet", "width_mult": self.width_mult, "dropout": self.dropout,
-                "image_size": self.image_size, "au_names": list(self.train.au_names)}
+        config = {"net": "AUPredictionNet", "width_mult": self.width_mult, "dropout": self.dropout,
+                  "image_size": self.image_size, "au_names": list(self.train.au_names)}
+        if self.person_norm:
+            config.update(person_norm=True, with_frame=self.with_frame, reference="mean")
+        return config
 
     def build_model(self) -> nn.Module:
-        return AUPredictionNet(width_mult=self.width_mult, dropout=self.dropout, num_aus=len(self.train.au_names))
+        return AUPredictionNet(width_mult=self.width_mult, dropout=self.dropout, num_aus=len(self.train.au_names),
+                               person_norm=self.person_norm, with_frame=self.with_frame)
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        if not self.person_norm:
+            return super().steps_per_epoch(batch_size)
+        return max(1, len(self.train) // (self._videos_per_step(batch_size) * self.frames_per_video))
+
+    def _videos_per_step(self, batch_size: int) -> int:
+        return max(1, min(batch_size // self.frames_per_video, len(self.train.videos())))
 
     def train_batches(self, epoch: int, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        if self.person_norm:
+            yield from self._video_batches(batch_size, generator)
+            return
         order = self._order(generator).numpy()
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
         for b in range(self.steps_per_epoch(batch_size)):
@@ -174,13 +203,71 @@ class AUTask(_TeacherTask):
                 x = _photometric(x, generator)
             yield x, torch.from_numpy(self.train.au_intensities[idx]).float()
 
+    def _video_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Any]:
+        """(images (V·K, 3, S, S), targets (V·K, A), group (V·K,) video slot): K frames of each of V videos."""
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        videos = self.train.videos()
+        rows = {v: np.flatnonzero(self.train.video_names == v) for v in videos}
+        n_videos, k = self._videos_per_step(batch_size), self.frames_per_video
+        for _ in range(self.steps_per_epoch(batch_size)):
+            chosen = rng.choice(len(videos), n_videos, replace=False)
+            xs, ys = [], []
+            for v in chosen:
+                pool = rows[videos[v]]
+                idx = np.sort(rng.choice(pool, k, replace=len(pool) < k))
+                images, _ = self._warp(self.train.images[idx], rng)
+                if self.augment and rng.random() < 0.5:
+                    images = images[:, :, ::-1]
+                x = to_input(images, self.image_size)
+                if self.augment:
+                    x = _group_photometric(x, generator)
+                xs.append(x)
+                ys.append(torch.from_numpy(self.train.au_intensities[idx]).float())
+            group = torch.arange(n_videos).repeat_interleave(k)
+            yield torch.cat(xs), torch.cat(ys), group
+
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0].to(device), batch[1].to(device)
         self.criterion.to(device)
-        return self.criterion(model(x), y)
+        if not self.person_norm:
+            return self.criterion(model(x), y)
+        group = batch[2].to(device)
+        f = model.features(x)
+        return self.criterion(model.from_features(f, group_means(f, group)), y)
 
-    def predict(self, model: nn.Module, images: np.ndarray, device: torch.device) -> np.ndarray:
-        return np.concatenate(self._predict(model, images, device))
+    def features(self, model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
+        outs = []
+        for i in range(0, len(images), batch):
+            outs.append(model.features(to_input(images[i:i + batch], self.image_size).to(device)).float().cpu().numpy())
+        return np.concatenate(outs) if outs else np.zeros((0, model.num_features), np.float32)
+
+    def predict(self, model: nn.Module, images: np.ndarray, device: torch.device,
+                groups: np.ndarray | None = None) -> np.ndarray:
+        """AUs; a person-normalised net takes ``groups`` (a video name per row, rows in frame order)."""
+        if not self.person_norm:
+            return np.concatenate(self._predict(model, images, device))
+        from ..models.person_reference import references_by_group
+
+        f = self.features(model, images, device)
+        ref = references_by_group(f, groups if groups is not None else np.zeros(len(f)))
+        out = model.from_features(torch.from_numpy(f).to(device), torch.from_numpy(ref).to(device))
+        return out.float().cpu().numpy()
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
-        return au_scores(self.predict(model, self.val.images, device), self.val.au_intensities, self.train.au_names)
+        pred = self.predict(model, self.val.images, device, self.val.video_names)
+        return au_scores(pred, self.val.au_intensities, self.train.au_names)
+
+
+def group_means(features: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Each row's reference: the mean of the features of the rows in its group (its video's frames in the batch)."""
+    n = int(group.max()) + 1
+    sums = torch.zeros(n, features.shape[1], dtype=features.dtype, device=features.device).index_add(0, group, features)
+    counts = torch.bincount(group, minlength=n).clamp(min=1).to(features.dtype)
+    return (sums / counts[:, None])[group]
+
+
+def _group_photometric(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One brightness/contrast for all of one video's frames."""
+    contrast = 1.0 + (torch.rand(1, generator=generator) - 0.5) * 0.5
+    brightness = (torch.rand(1, generator=generator) - 0.5) * 0.4
+    return (x * contrast + brightness).clamp(-1.0, 1.0)

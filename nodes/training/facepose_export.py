@@ -1,5 +1,10 @@
 """Exports of the landmark/pose and AU nets: ``<name>.onnx`` (checked against torch) + ``<name>.json``, ``.mlpackage``.
 
+A person-normalised AU net is two files, because the person's reference is the running mean
+of the backbone's features, the current frame's included: ``au_net.onnx`` (image → features)
+and ``au_head.onnx`` ((features, reference) → AU intensities); the caller keeps the reference
+between them (:mod:`facegraph.nodes.models.person_reference`).
+
 The metadata says how to feed the file (RGB, size, normalisation, the crop template) and
 what it scored on the held-out videos as exported, so the predictor and a card need nothing else.
 """
@@ -16,6 +21,7 @@ import torch
 from torch import nn
 
 from ..nets._export import export as export_onnx
+from ..nets.facepose import AUFeatures, AUHead
 from .exporting import export_coreml, onnx_parity
 from .facepose import MEAN, STD, AUTask, LandmarkPoseTask, au_scores, landmark_scores, to_input
 from .h5data import SIZE
@@ -24,6 +30,7 @@ from .teacher import ZOOM, crop_template
 PARITY = 1e-4
 NAMES = {"landmark-pose": "landmark_pose", "au-net": "au_net"}
 OUTPUTS = {"landmark-pose": ["landmarks", "global_params", "local_params"], "au-net": ["au_intensities"]}
+HEAD = "au_head.onnx"
 
 
 def metadata(task: LandmarkPoseTask | AUTask, *, data: str, command: str, seconds: float,
@@ -33,7 +40,7 @@ def metadata(task: LandmarkPoseTask | AUTask, *, data: str, command: str, second
         "input_size": task.image_size, "crop_size": SIZE, "mean": MEAN, "std": STD, "scale": 1 / 255,
         "crop": {"template": crop_template(SIZE).round(4).tolist(), "zoom": ZOOM,
                  "how": "similarity from 5 points (eye centres, nose tip, mouth corners) to the template"},
-        "outputs": OUTPUTS[task.kind],
+        "outputs": ["features"] if _person_norm(task) else OUTPUTS[task.kind],
         "units": ("landmarks and global scale/tx/ty in input pixels (× crop_size/input_size for the crop)"
                   if task.kind == "landmark-pose" else "AU intensities 0-5, OpenFace's scale"),
         "au_names": list(task.train.au_names) if task.kind == "au-net" else None,
@@ -42,7 +49,16 @@ def metadata(task: LandmarkPoseTask | AUTask, *, data: str, command: str, second
         "teacher": "OpenFace 0.2.x FeatureExtraction CSVs (../shared/data/openface_0.2)",
         "licence": "trained to mimic OpenFace: OpenFace's academic, non-commercial licence applies; not in the wheel",
         "command": command, "train_seconds": round(seconds, 1), "best_epoch_torch": best,
+        **({"person_norm": {"head": HEAD, "with_frame": task.with_frame, "reference": "mean",
+                            "how": "au_net.onnx gives the features; the person's reference is the running mean of "
+                                   "their frames' features, this frame's included (reset on a new track); "
+                                   f"{HEAD} takes (features, reference) to the AU intensities"}}
+           if _person_norm(task) else {}),
     }
+
+
+def _person_norm(task: LandmarkPoseTask | AUTask) -> bool:
+    return bool(getattr(task, "person_norm", False))
 
 
 def _onnx_scores(path: Path, task: LandmarkPoseTask | AUTask) -> dict[str, float]:
@@ -50,6 +66,16 @@ def _onnx_scores(path: Path, task: LandmarkPoseTask | AUTask) -> dict[str, float
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    if _person_norm(task):
+        from ..models.person_reference import references_by_group
+
+        head = ort.InferenceSession(str(path.parent / HEAD), providers=["CPUExecutionProvider"])
+        feats = np.concatenate([session.run(None, {"image": to_input(task.val.images[i:i + 128],
+                                                                     task.image_size).numpy()})[0]
+                                for i in range(0, len(task.val), 128)])
+        ref = references_by_group(feats, task.val.video_names)
+        aus = head.run(None, {"features": feats, "reference": ref})[0]
+        return au_scores(aus, task.val.au_intensities, task.train.au_names)
     outs: list[list[np.ndarray]] = []
     for i in range(0, len(task.val), 128):
         outs.append(session.run(None, {"image": to_input(task.val.images[i:i + 128], task.image_size).numpy()}))
@@ -72,7 +98,20 @@ def export_all(model: nn.Module, out: Path, task: LandmarkPoseTask | AUTask, tar
     meta["weights"] = weights
     sample = to_input(task.val.images[:8] if len(task.val) else task.train.images[:8], task.image_size).numpy()
     written = []
-    if "onnx" in targets:
+    if "onnx" in targets and _person_norm(task):
+        features, head = AUFeatures(model), AUHead(model)
+        path = export_onnx(features, (torch.from_numpy(sample),), out / f"{name}.onnx", ["image"], ["features"])
+        meta["onnx_max_abs_diff"] = onnx_parity(path, features, [sample], tolerance=PARITY)
+        with torch.no_grad():
+            f = features(torch.from_numpy(sample)).numpy()
+        ref = np.repeat(f.mean(0, keepdims=True), len(f), 0)
+        head_path = export_onnx(head, (torch.from_numpy(f), torch.from_numpy(ref)), out / HEAD,
+                                ["features", "reference"], OUTPUTS[task.kind])
+        meta["onnx_head_max_abs_diff"] = onnx_parity(head_path, head, [f, ref], tolerance=PARITY)
+        meta["scores"] = _onnx_scores(path, task) if len(task.val) else {}
+        meta["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        written += [path, head_path]
+    elif "onnx" in targets:
         path = export_onnx(model, (torch.from_numpy(sample),), out / f"{name}.onnx", ["image"], OUTPUTS[task.kind])
         meta["onnx_max_abs_diff"] = onnx_parity(path, model, [sample], tolerance=PARITY)
         meta["scores"] = _onnx_scores(path, task) if len(task.val) else {}
@@ -83,5 +122,6 @@ def export_all(model: nn.Module, out: Path, task: LandmarkPoseTask | AUTask, tar
     written.append(path)
     if "coreml" in targets:
         coreml_meta = {k: meta[k] for k in ("kind", "input_size", "crop_size", "mean", "std", "outputs", "au_names")}
-        written.append(export_coreml(model, sample[:1], out / name, metadata=coreml_meta))
+        module = AUFeatures(model) if _person_norm(task) else model  # the head stays ONNX (CPU, microseconds)
+        written.append(export_coreml(module, sample[:1], out / name, metadata=coreml_meta))
     return written

@@ -52,3 +52,22 @@ def au_scores(pred: np.ndarray, true: np.ndarray, names: list[str]) -> dict[str,
         out[f"val_ccc_{name}"] = float(c[i])
         out[f"val_mae_{name}"] = float(mae[i])
     return out
+
+
+
+def within_video_r(pred: np.ndarray, true: np.ndarray, groups: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Pearson r inside each video, averaged over the videos per AU (where the AU varies), then over AUs.
+
+    How well a face's changes are followed apart from each person's level, which the pooled r
+    of :func:`au_scores` over a few held-out people mostly measures.
+    """
+    import warnings
+
+    groups = np.asarray(groups)
+    per_video = np.array([pearson(pred[groups == g], true[groups == g]) for g in dict.fromkeys(groups.tolist())])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an AU constant in every video: NaN, left out
+        per_au = np.nanmean(per_video, 0)
+        mean = float(np.nanmean(per_au)) if np.isfinite(per_au).any() else float("nan")
+    return {"within_video_mean_r": mean, **{f"within_video_r_{n}": float(v) for n, v in zip(names, per_au,
+                                                                                            strict=True)}}

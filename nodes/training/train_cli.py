@@ -100,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--ccc-weight", type=float, default=0.5, help="1 − CCC, mean over AUs")
             p.add_argument("--au-weights", help="comma list of 17 per-AU loss weights")
             p.add_argument("--dropout", type=float, default=0.3)
+            p.add_argument("--person-norm", action="store_true",
+                           help="the head sees the frame's features minus the mean of its person's (OpenFace's "
+                           "dynamic models); batches are --frames-per-video frames of each of several videos")
+            p.add_argument("--with-frame", action="store_true",
+                           help="with --person-norm: the head also sees the frame's own features")
+            p.add_argument("--frames-per-video", type=int, default=8,
+                           help="with --person-norm: frames of one video per batch, their mean its reference")
             add_trainer_arguments(p, out="runs/au_net", epochs=60, batch_size=32, lr=2e-3, weight_decay=1e-4,
                                   patience=10, extra_epochs=2, monitor="val_mean_r", mode="max")
         p.set_defaults(run_family=train_facepose, family=name)
@@ -350,7 +357,12 @@ def train_facepose(args: argparse.Namespace) -> int:
                 raise TrainingError(f"--au-weights: {len(weights)} values for {len(train.au_names)} AUs")
         task = AUTask(train, val, width_mult=args.width_mult, image_size=args.image_size, dropout=args.dropout,
                       l1_weight=args.l1_weight, ccc_weight=args.ccc_weight, au_weights=weights,
-                      augment=not args.no_augment)
+                      augment=not args.no_augment, person_norm=args.person_norm, with_frame=args.with_frame,
+                      frames_per_video=args.frames_per_video)
+        if args.with_frame and not args.person_norm:
+            raise TrainingError("--with-frame needs --person-norm")
+        if args.person_norm and args.frames_per_video < 2:
+            raise TrainingError(f"--frames-per-video {args.frames_per_video}: at least 2 (their mean is the reference)")
     if not len(val):
         raise TrainingError("no held-out video: give --val-videos or a --val-split > 0")
     command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])

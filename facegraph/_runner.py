@@ -202,7 +202,8 @@ class SourceRunner:
     until each tick, and when the graph is so far behind that the next tick has
     passed too, it reads and discards the frames a camera would have lost
     (counted in ``stats.drops``, except while ``extra["pace_warmup"]`` frames
-    have not yet entered: warm-up). A paced source is ``live``.
+    have not yet entered: warm-up; the process executor's source worker counts the
+    frames it turns away at its in-flight limit by the same rule). A paced source is ``live``.
     """
 
     def __init__(self, node: Any, pace_fps: float | None = None) -> None:

@@ -138,6 +138,14 @@ def test_realtime_reports_drop_share(executor, tmp_path):
     assert s["dropped_pct"] == pytest.approx(100 * s["dropped"] / 20, abs=0.01)
 
 
+def test_realtime_does_not_count_drops_while_warming_up(executor, tmp_path):
+    """Frames lost before the warm-up frames have entered are not counted, whichever rule lost them (the pace's
+    ticks, or the process executor's in-flight limit, which turned away 13 warm-up frames of webcam_au before)."""
+    options = BenchOptions(warmup=40, realtime=1000.0, output_dir=tmp_path)
+    s = run_once(chain(40, ms=5.0), executor, options, tmp_path).summary
+    assert s["dropped"] == 0 and s["frames"] < 40  # frames were lost, all of them during the warm-up
+
+
 def test_bench_report_with_sequential_has_speedup(tmp_path):
     report = bench(chain(20), BenchOptions(warmup=2, executors=["inline"], sequential=True, output_dir=tmp_path))
     out = to_json_ready(report)

@@ -293,7 +293,8 @@ class Worker:
             if live and self.admitted - self.credits >= limit:
                 src.next_id -= 1  # frame ids stay contiguous over the frames that enter
                 src.stats.packets_out -= 1
-                src.stats.drops += 1
+                if src.next_id >= src.pace_warmup:  # as the pacing counts: frames lost while warming up are not
+                    src.stats.drops += 1
                 if self.allocated:
                     self.release_unclaimed(node.id)
                 continue

@@ -95,3 +95,17 @@ def test_few_batches_of_distillation_lower_its_loss_and_export_says_the_teacher(
 
     crops = np.stack([cv2.imread(str(p)) for p in sorted((data / "person0").glob("*.png"))[:2]])
     assert open_embedder(str(out / "face_id.onnx"))(crops).shape == (2, meta["dim"])
+
+
+def test_centring_removes_the_shared_direction():
+    from facegraph.nodes.training.faceid_distill import centre_teacher
+
+    rng = np.random.default_rng(0)
+    shared = np.zeros(8, np.float32)
+    shared[0] = 3.0
+    v = shared + rng.normal(0, 0.3, (10, 2, 8)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=-1, keepdims=True)
+    c, mean = centre_teacher(v, np.arange(6))
+    assert np.allclose(mean, v[:6].reshape(-1, 8).mean(0)) and np.linalg.norm(mean) > 0.9
+    assert np.allclose(np.linalg.norm(c, axis=-1), 1, atol=1e-5)
+    assert abs(float((c[:6].reshape(-1, 8) @ (mean / np.linalg.norm(mean))).mean())) < 0.05

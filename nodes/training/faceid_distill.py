@@ -78,6 +78,19 @@ def teacher_for(data: IdentityData, name: str = "dlib", *, cache_dir: str | Path
     return out
 
 
+def centre_teacher(vectors: np.ndarray, train_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(teacher vectors minus the training images' mean teacher vector, unit length again; that mean).
+
+    dlib's descriptors share one large direction (on glint24 the mean of the training images' unit descriptors
+    has length 0.92): predicting that mean alone scores cosine 0.92, so a cosine loss on raw descriptors says
+    little about identity. Centred, the identity part is the whole target (the teacher's verification AUC is
+    unchanged: 0.9956 on the unseen people either way)."""
+    v = np.asarray(vectors, np.float32)
+    mean = v[np.asarray(train_index)].reshape(-1, v.shape[-1]).mean(0)
+    c = v - mean
+    return (c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-12)).astype(np.float32), mean
+
+
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
     """Student projections [B, D] against unit teacher vectors [B, D]: ``cosine`` (1 − cos, mean),
     ``relation`` (mean squared difference of the two in-batch cosine-similarity matrices), or both summed."""

@@ -142,6 +142,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
     p.add_argument("--distill-loss", choices=["cosine", "relation", "cosine+relation"], default="cosine",
                    help="student projection vs teacher: 1 − cosine, in-batch similarity matrices, or both")
+    p.add_argument("--no-distill-centre", action="store_true",
+                   help="distil the raw teacher descriptors (default: centred on the training images' mean, which "
+                   "otherwise dominates dlib's vectors)")
     p.add_argument("--distill-only", action="store_true",
                    help="with --distill: no margin head, the distillation loss alone (selects by val_teacher_cos)")
     add_trainer_arguments(p, out="runs/face_id", epochs=30, batch_size=64, lr=2e-3, weight_decay=5e-4, patience=30,
@@ -457,11 +460,16 @@ def train_face_id(args: argparse.Namespace) -> int:
 
     teacher, distill = None, None
     if args.distill:
-        from .faceid_distill import TEACHER_CARD, teacher_for
+        from .faceid_distill import TEACHER_CARD, centre_teacher, teacher_for
 
         teacher = teacher_for(data, args.distill, cache_dir=cache, log=lambda m: print(m, flush=True))
+        centre = None
+        if not args.no_distill_centre:
+            teacher, centre = centre_teacher(teacher, data.where("train"))
+            print(f"teacher vectors centred on the training images' mean (its length {np.linalg.norm(centre):.3f})",
+                  flush=True)
         distill = {"teacher": TEACHER_CARD, "weight": args.distill_weight, "loss": args.distill_loss,
-                   "margin_head": not args.distill_only,
+                   "margin_head": not args.distill_only, "centred": centre is not None,
                    "images": "the training images and their mirrors (teacher run once per image, cached)"}
     cfg = FaceIDConfig(backbone=args.backbone, in_channels=3 + channels(spec, points), input_size=args.img_size,
                        embedding=args.embedding, width=args.width, head="cosface" if args.use_cosface else "arcface",

@@ -74,10 +74,10 @@ def test_missing_dlib_is_a_one_line_error(tmp_path, capsys, monkeypatch):
 def test_few_batches_of_distillation_lower_its_loss_and_export_says_the_teacher(tmp_path):
     from facegraph.cli import main
 
-    data = _identity_folder(tmp_path / "ids", people=3, each=8)
+    data = _identity_folder(tmp_path / "ids", people=4, each=8)
     out = tmp_path / "run"
     assert main(["train", "face-id", "--data_root", str(data), "--backbone", "resnet18", "--width", "0.125",
-                 "--img_size", "32", "--distill", "dlib", "--distill-only", "--holdout-people", "1",
+                 "--img_size", "32", "--distill", "dlib", "--distill-only", "--holdout-people", "2",
                  "--probe-fraction", "0.25", "--epochs", "15", "--batch-size", "4", "--lr", "1e-2",
                  "--warmup-epochs", "0", "--no-augment", "--threads", "1", "--no-progress", "--no-fp16",
                  "--out", str(out)]) == 0
@@ -95,6 +95,11 @@ def test_few_batches_of_distillation_lower_its_loss_and_export_says_the_teacher(
 
     crops = np.stack([cv2.imread(str(p)) for p in sorted((data / "person0").glob("*.png"))[:2]])
     assert open_embedder(str(out / "face_id.onnx"))(crops).shape == (2, meta["dim"])
+    # eval verify takes the run folder and the card's unseen people
+    assert main(["eval", "verify", "--model", str(out), "--data", str(data), "--unseen-only", "--no-progress",
+                 "--json", str(tmp_path / "v.json")]) == 0
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["people"] == 2 and v["dim"] == meta["dim"]
 
 
 def test_centring_removes_the_shared_direction():

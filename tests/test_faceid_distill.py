@@ -114,3 +114,30 @@ def test_centring_removes_the_shared_direction():
     assert np.allclose(mean, v[:6].reshape(-1, 8).mean(0)) and np.linalg.norm(mean) > 0.9
     assert np.allclose(np.linalg.norm(c, axis=-1), 1, atol=1e-5)
     assert abs(float((c[:6].reshape(-1, 8) @ (mean / np.linalg.norm(mean))).mean())) < 0.05
+
+
+def test_morphs_blend_two_people_and_train_without_a_label(tmp_path):
+    from facegraph.nodes.nets.faceid import FaceIDConfig, FaceIDNet
+    from facegraph.nodes.training.faceid import FaceIDTask
+    from facegraph.nodes.training.faceid_distill import make_morphs
+
+    data = fd.load_identities(_identity_folder(tmp_path / "ids", people=3, each=4), holdout_people=1,
+                              probe_fraction=0.25)
+    m = make_morphs(data, 5, cache_dir=tmp_path / "cache", embedder=LeftRight(), log=lambda s: None)
+    assert m.images.shape == (5, 112, 112, 3) and m.teacher.shape == (5, 2, 6)
+    assert (data.labels[m.pairs[:, 0]] != data.labels[m.pairs[:, 1]]).all()
+    assert set(data.role[m.pairs.ravel()]) == {"train"}
+    w = m.alpha[0]
+    expect = w * data.images[m.pairs[0, 0]].astype(np.float32) + (1 - w) * data.images[m.pairs[0, 1]]
+    assert np.abs(m.images[0].astype(np.float32) - expect).max() <= 0.5 + 1e-3
+    assert list((tmp_path / "cache").glob("teacher_dlib_morphs5_s0.npz"))
+
+    teacher = teacher_for(data, cache_dir=None, embedder=LeftRight(), log=lambda s: None)
+    cfg = FaceIDConfig(backbone="resnet18", width=0.125, input_size=32, classes=2, distill_dim=6)
+    task = FaceIDTask(data, cfg, heatmaps=None, spec=None, teacher=teacher, morphs=m, augment=False)
+    assert len(task.train_index) == len(data.where("train")) + 5 and len(task.teacher) == len(data.labels) + 5
+    model = FaceIDNet(cfg)
+    only_morphs = torch.from_numpy(task.train_index[-4:])
+    batch = (task.stacked(only_morphs), task.train_labels[-4:], 0.2, task.teacher[only_morphs, 0])
+    loss, logs = task.loss(model, batch, torch.device("cpu"))
+    assert torch.isfinite(loss) and "ce" not in logs and logs["distill"] > 0

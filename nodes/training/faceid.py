@@ -131,7 +131,7 @@ class FaceIDTask:
     def __init__(self, data: IdentityData, config: FaceIDConfig, *, heatmaps: np.ndarray | None,
                  spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "",
                  margin_warmup: float = 0.0, margin: float | None = None, teacher: np.ndarray | None = None,
-                 distill_weight: float = 1.0, distill_kind: str = "cosine") -> None:
+                 distill_weight: float = 1.0, distill_kind: str = "cosine", morphs: Any = None) -> None:
         self.data, self.config, self.spec, self.extractor = data, config, spec, extractor
         self.teacher = torch.from_numpy(np.asarray(teacher, np.float32)) if teacher is not None else None
         self.distill_weight, self.distill_kind = float(distill_weight), distill_kind
@@ -143,8 +143,25 @@ class FaceIDTask:
         self.person_class = {data.people.index(p): i for i, p in enumerate(data.train_people)}
         self.train_index = data.where("train")
         self.train_labels = torch.tensor([self.person_class[int(c)] for c in data.labels[self.train_index]])
+        if morphs is not None and self.teacher is not None:
+            self._add_morphs(morphs)
         order = flip_channels(spec, points)
         self.augment = JointTransform(order, mask_channel=bool(spec and spec.get("mask"))) if augment else None
+
+    def _add_morphs(self, morphs: Any) -> None:
+        """Blended crops (``faceid_distill.Morphs``) as unlabelled training rows after the real images:
+        distillation only; their heatmaps blended like their pixels."""
+        first = len(self.rgb)
+        self.rgb = torch.cat([self.rgb, torch.from_numpy(rgb_input(resize_crops(morphs.images, self.size)))])
+        if self.maps is not None:
+            w = torch.from_numpy(np.asarray(morphs.alpha, np.float32))[:, None, None, None]
+            a, b = torch.from_numpy(morphs.pairs[:, 0]), torch.from_numpy(morphs.pairs[:, 1])
+            blend = w * self.maps[a].float() + (1 - w) * self.maps[b].float()
+            self.maps = torch.cat([self.maps, blend.to(self.maps.dtype)])
+        extra = np.arange(first, first + len(morphs.alpha))
+        self.train_index = np.concatenate([self.train_index, extra])
+        self.train_labels = torch.cat([self.train_labels, torch.full((len(extra),), -1, dtype=torch.long)])
+        self.teacher = torch.cat([self.teacher, torch.from_numpy(np.asarray(morphs.teacher, np.float32))])
 
     def stacked(self, index: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = self.rgb[index]
@@ -183,9 +200,10 @@ class FaceIDTask:
         x, y = batch[0].to(device), batch[1].to(device)
         emb = model.backbone(x)
         loss, logs = emb.new_zeros(()), {}
-        if model.head is not None:
+        labelled = y >= 0  # blended crops (morphs) have no person
+        if model.head is not None and bool(labelled.any()):
             model.head.set_margin(batch[2])
-            ce = F.cross_entropy(model.head(emb, y), y)
+            ce = F.cross_entropy(model.head(emb[labelled], y[labelled]), y[labelled])
             loss, logs = loss + ce, {"margin": float(batch[2]), "ce": float(ce.detach())}
         if batch[3] is not None and model.projection is not None:
             d = distill_loss(model.projection(emb), batch[3].to(device), self.distill_kind)

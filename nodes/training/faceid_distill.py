@@ -12,6 +12,7 @@ landmark cache. Because the weights are CC0, a student distilled from them may s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,13 @@ def teacher_for(data: IdentityData, name: str = "dlib", *, cache_dir: str | Path
 
     Read from / written to ``cache_dir/teacher_<name>.npz`` when given (checked against the file list).
     ``embedder`` (BGR uint8 crops → unit vectors) replaces dlib, for tests."""
-    cache = Path(cache_dir) / f"teacher_{name}.npz" if cache_dir else None
-    key = _files_key(data.paths)
+    return _teacher_cached(np.asarray(data.images), _files_key(data.paths), name,
+                           Path(cache_dir) / f"teacher_{name}.npz" if cache_dir else None, batch=batch, log=log,
+                           embedder=embedder, paths=data.paths)
+
+
+def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None, *, batch: int, log: Any,
+                    embedder: Any, paths: list[str]) -> np.ndarray:
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             if str(z["key"]) == key:
@@ -62,7 +68,6 @@ def teacher_for(data: IdentityData, name: str = "dlib", *, cache_dir: str | Path
         from ..models._dlib import DlibEmbedder
 
         embedder = DlibEmbedder(framing="arcface")
-    images = np.asarray(data.images)
     out = np.zeros((len(images), 2, 0), np.float32)
     parts = []
     for i in range(0, len(images), batch):
@@ -73,12 +78,50 @@ def teacher_for(data: IdentityData, name: str = "dlib", *, cache_dir: str | Path
     out = np.concatenate(parts).astype(np.float32) if parts else out
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, key=key, vectors=out, paths=np.array(data.paths), teacher=name)
+        np.savez_compressed(cache, key=key, vectors=out, paths=np.array(paths), teacher=name)
         log(f"teacher {name}: wrote {cache}")
     return out
 
 
-def centre_teacher(vectors: np.ndarray, train_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class Morphs:
+    """Blends of two training people's aligned crops, ``alpha · a + (1 − alpha) · b``, with the teacher's
+    descriptors of each blend (and its mirror). 18 people give the student 18 clusters of the teacher's space;
+    a blend of two aligned faces is a face the teacher places elsewhere, so the student sees more of that space.
+    They carry no label (no margin-head loss); their heatmaps are the same blend of the two images' heatmaps."""
+
+    images: np.ndarray  # uint8 BGR [M, S, S, 3]
+    pairs: np.ndarray  # [M, 2] image indices into the identity data
+    alpha: np.ndarray  # [M] float32
+    teacher: np.ndarray  # [M, 2, D]
+
+
+def make_morphs(data: IdentityData, count: int, name: str = "dlib", *, seed: int = 0,
+                cache_dir: str | Path | None, log: Any = print, embedder: Any = None, batch: int = 64) -> Morphs:
+    """``count`` blends of two training images of different people (alpha uniform in 0.35–0.65, by ``seed``),
+    their teacher vectors cached as ``teacher_<name>_morphs<count>_s<seed>.npz``."""
+    rng = np.random.default_rng(seed)
+    train = data.where("train")
+    if len(np.unique(data.labels[train])) < 2:
+        raise TrainingError("--distill-morphs needs training images of at least 2 people")
+    a = rng.choice(train, count)
+    b = rng.choice(train, count)
+    same = data.labels[a] == data.labels[b]
+    while same.any():
+        b[same] = rng.choice(train, int(same.sum()))
+        same = data.labels[a] == data.labels[b]
+    alpha = rng.uniform(0.35, 0.65, count).astype(np.float32)
+    w = alpha[:, None, None, None]
+    images = np.clip(np.rint(w * data.images[a] + (1 - w) * data.images[b]), 0, 255).astype(np.uint8)
+    tag = f"{_files_key(data.paths)}_morphs{count}_s{seed}"
+    cache = Path(cache_dir) / f"teacher_{name}_morphs{count}_s{seed}.npz" if cache_dir else None
+    teacher = _teacher_cached(images, tag, f"{name} (morphs)", cache, batch=batch, log=log, embedder=embedder,
+                              paths=[f"{data.paths[i]} + {data.paths[j]}" for i, j in zip(a, b, strict=True)])
+    return Morphs(images, np.stack([a, b], 1), alpha, teacher)
+
+
+def centre_teacher(vectors: np.ndarray, train_index: np.ndarray | None = None, *, mean: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(teacher vectors minus the training images' mean teacher vector, unit length again; that mean).
 
     dlib's descriptors share one large direction (on glint24 the mean of the training images' unit descriptors
@@ -86,7 +129,8 @@ def centre_teacher(vectors: np.ndarray, train_index: np.ndarray) -> tuple[np.nda
     little about identity. Centred, the identity part is the whole target (the teacher's verification AUC is
     unchanged: 0.9956 on the unseen people either way)."""
     v = np.asarray(vectors, np.float32)
-    mean = v[np.asarray(train_index)].reshape(-1, v.shape[-1]).mean(0)
+    if mean is None:
+        mean = v[np.asarray(train_index)].reshape(-1, v.shape[-1]).mean(0)
     c = v - mean
     return (c / np.maximum(np.linalg.norm(c, axis=-1, keepdims=True), 1e-12)).astype(np.float32), mean
 

@@ -142,6 +142,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
     p.add_argument("--distill-loss", choices=["cosine", "relation", "cosine+relation"], default="cosine",
                    help="student projection vs teacher: 1 − cosine, in-batch similarity matrices, or both")
+    p.add_argument("--distill-morphs", type=int, default=0, metavar="N",
+                   help="with --distill: N blends of two training people's crops, distilled with the teacher's "
+                   "own vectors of each blend (unlabelled; more of the teacher's space than the training people)")
     p.add_argument("--no-distill-centre", action="store_true",
                    help="distil the raw teacher descriptors (default: centred on the training images' mean, which "
                    "otherwise dominates dlib's vectors)")
@@ -458,18 +461,26 @@ def train_face_id(args: argparse.Namespace) -> int:
                   + (", mask 0)" if args.add_mask_channel else ")"), flush=True)
     from ..face._heatmaps import channels
 
-    teacher, distill = None, None
+    teacher, distill, morphs = None, None, None
+    if args.distill_morphs and not args.distill:
+        raise TrainingError("--distill-morphs needs --distill dlib")
     if args.distill:
-        from .faceid_distill import TEACHER_CARD, centre_teacher, teacher_for
+        from .faceid_distill import TEACHER_CARD, centre_teacher, make_morphs, teacher_for
 
         teacher = teacher_for(data, args.distill, cache_dir=cache, log=lambda m: print(m, flush=True))
         centre = None
+        if args.distill_morphs > 0:
+            morphs = make_morphs(data, args.distill_morphs, args.distill, seed=args.seed, cache_dir=cache,
+                                 log=lambda m: print(m, flush=True))
         if not args.no_distill_centre:
             teacher, centre = centre_teacher(teacher, data.where("train"))
+            if morphs is not None:
+                morphs.teacher = centre_teacher(morphs.teacher, mean=centre)[0]
             print(f"teacher vectors centred on the training images' mean (its length {np.linalg.norm(centre):.3f})",
                   flush=True)
         distill = {"teacher": TEACHER_CARD, "weight": args.distill_weight, "loss": args.distill_loss,
                    "margin_head": not args.distill_only, "centred": centre is not None,
+                   "morphs": args.distill_morphs,
                    "images": "the training images and their mirrors (teacher run once per image, cached)"}
     cfg = FaceIDConfig(backbone=args.backbone, in_channels=3 + channels(spec, points), input_size=args.img_size,
                        embedding=args.embedding, width=args.width, head="cosface" if args.use_cosface else "arcface",
@@ -477,7 +488,8 @@ def train_face_id(args: argparse.Namespace) -> int:
                        distill_dim=teacher.shape[-1] if teacher is not None else 0)
     task = FaceIDTask(data, cfg, heatmaps=maps, spec=spec, points=points, augment=not args.no_augment,
                       extractor=args.extractor, margin_warmup=args.margin_warmup, margin=args.margin,
-                      teacher=teacher, distill_weight=args.distill_weight, distill_kind=args.distill_loss)
+                      teacher=teacher, distill_weight=args.distill_weight, distill_kind=args.distill_loss,
+                      morphs=morphs)
     print(f"model {args.backbone} ×{args.width} at {args.img_size} px, {cfg.in_channels} input channels, "
           + (f"{cfg.head} head over {cfg.classes} people" if cfg.classes else "no margin head")
           + (f", distilling {args.distill} ({args.distill_loss}, weight {args.distill_weight})" if distill else ""),

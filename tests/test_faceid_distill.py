@@ -77,7 +77,7 @@ def test_few_batches_of_distillation_lower_its_loss_and_export_says_the_teacher(
     data = _identity_folder(tmp_path / "ids", people=4, each=8)
     out = tmp_path / "run"
     assert main(["train", "face-id", "--data_root", str(data), "--backbone", "resnet18", "--width", "0.125",
-                 "--img_size", "32", "--distill", "dlib", "--distill-only", "--holdout-people", "2",
+                 "--img_size", "32", "--distill", "dlib", "--distill-only", "--distill-morphs", "4", "--holdout-people", "2",
                  "--probe-fraction", "0.25", "--epochs", "15", "--batch-size", "4", "--lr", "1e-2",
                  "--warmup-epochs", "0", "--no-augment", "--threads", "1", "--no-progress", "--no-fp16",
                  "--out", str(out)]) == 0
@@ -85,6 +85,7 @@ def test_few_batches_of_distillation_lower_its_loss_and_export_says_the_teacher(
     distill = [r["train_distill"] for r in history["epochs"]]
     assert np.mean(distill[-3:]) < 0.7 * distill[0], distill
     assert (out / "cache" / "teacher_dlib.npz").exists()
+    assert (out / "cache" / "teacher_dlib_morphs4_s0.npz").exists()
     meta = json.loads((out / "face_id.json").read_text())
     assert meta["distill"]["teacher"]["name"] == "dlib_face_recognition_resnet_model_v1"
     assert meta["distill"]["teacher"]["licence"].startswith("CC0") and meta["distill"]["margin_head"] is False

@@ -56,11 +56,11 @@ def teacher_for(data: IdentityData, name: str = "dlib", *, cache_dir: str | Path
 
 
 def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None, *, batch: int, log: Any,
-                    embedder: Any, paths: list[str]) -> np.ndarray:
+                    embedder: Any, paths: list[str], what: str = "images") -> np.ndarray:
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             if str(z["key"]) == key:
-                log(f"teacher {name}: {cache} (cached, {len(z['vectors'])} images × 2)")
+                log(f"teacher {name}: {cache} (cached, {len(z['vectors'])} {what} × 2)")
                 return z["vectors"].astype(np.float32)
         log(f"teacher {name}: {cache} is for other files; computing again")
     if embedder is None:
@@ -74,7 +74,7 @@ def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None,
         crops = images[i:i + batch]
         parts.append(np.stack([embedder(crops), embedder(np.ascontiguousarray(crops[:, :, ::-1]))], 1))
         if (i // batch) % 8 == 7:
-            log(f"teacher {name}: {i + len(crops)}/{len(images)} images")
+            log(f"teacher {name}: {i + len(crops)}/{len(images)} {what}")
     out = np.concatenate(parts).astype(np.float32) if parts else out
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -115,7 +115,7 @@ def make_morphs(data: IdentityData, count: int, name: str = "dlib", *, seed: int
     images = np.clip(np.rint(w * data.images[a] + (1 - w) * data.images[b]), 0, 255).astype(np.uint8)
     tag = f"{_files_key(data.paths)}_morphs{count}_s{seed}"
     cache = Path(cache_dir) / f"teacher_{name}_morphs{count}_s{seed}.npz" if cache_dir else None
-    teacher = _teacher_cached(images, tag, f"{name} (morphs)", cache, batch=batch, log=log, embedder=embedder,
+    teacher = _teacher_cached(images, tag, name, cache, batch=batch, log=log, embedder=embedder, what="morphs",
                               paths=[f"{data.paths[i]} + {data.paths[j]}" for i, j in zip(a, b, strict=True)])
     return Morphs(images, np.stack([a, b], 1), alpha, teacher)
 

@@ -74,12 +74,12 @@ def test_missing_dlib_is_a_one_line_error(tmp_path, capsys, monkeypatch):
 def test_few_batches_of_distillation_lower_its_loss_and_export_says_the_teacher(tmp_path):
     from facegraph.cli import main
 
-    data = _identity_folder(tmp_path / "ids", people=4, each=8)
+    data = _identity_folder(tmp_path / "ids", people=4, each=6)
     out = tmp_path / "run"
     assert main(["train", "face-id", "--data_root", str(data), "--backbone", "resnet18", "--width", "0.125",
                  "--img_size", "32", "--distill", "dlib", "--distill-only", "--distill-morphs", "4",
                  "--holdout-people", "2",
-                 "--probe-fraction", "0.25", "--epochs", "15", "--batch-size", "4", "--lr", "1e-2",
+                 "--probe-fraction", "0.25", "--epochs", "12", "--batch-size", "4", "--lr", "1e-2",
                  "--warmup-epochs", "0", "--no-augment", "--threads", "1", "--no-progress", "--no-fp16",
                  "--out", str(out)]) == 0
     history = json.loads((out / "training_history.json").read_text())

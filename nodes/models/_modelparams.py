@@ -36,7 +36,8 @@ SHIPPED_MODELS = (
      "MIT code; weights trained on glint24 (Glint360k sample): research use only",
      "6477c26e17e8d5ec3f683d9924053695d1e636b32359da4096143c06b45ab4ac", 547_774),
     ("facegraph/face_id", "data/face_id.onnx", ("face_id",),
-     "face ID resnet18 x0.5 over heatmap_left_eye, heatmap_right_eye, heatmap_nose, heatmap_left_mouth, heatmap_right_mouth, heatmap_chin (9 ch, 80 px, 512-D embedding), distilled from dlib's CC0 descriptor; unseen people AUC 0.755, rank-1 0.816 (facegraph train face-id)",
+     "face ID ResNet-18 x0.5 over RGB + 6 grouped landmark heatmaps (9 ch, 80 px, 512-D), distilled from dlib's "
+     "CC0 descriptor; unseen people AUC 0.755, rank-1 0.816 (facegraph train face-id --distill dlib)",
      "MIT code; weights trained on glint24 (Glint360k sample): research use only; teacher dlib ResNet v1 (CC0)",
      "6396cb746e8649a76b0216edf57757204c5e279cc1f631036e8ccb3ee3be7f41", 5_894_378),
     ("facegraph/expression_transformer", "data/expression/expression_transformer.onnx", ("expression_transformer",),

@@ -46,6 +46,7 @@ class FaceIDConfig:
     head: str = "arcface"  # arcface | cosface
     classes: int = 0
     dropout: float = 0.0
+    distill_dim: int = 0  # > 0: a linear projection embedding → the teacher's space (knowledge distillation)
 
 
 RESNETS = {"resnet18": (BasicBlock, (2, 2, 2, 2)), "resnet34": (BasicBlock, (3, 4, 6, 3)),
@@ -111,13 +112,17 @@ def margin_head(cfg: FaceIDConfig) -> MarginHead:
 
 
 class FaceIDNet(nn.Module):
-    """Stacked input [N, 3+K, S, S] → embedding [N, D]; with labels the margin head's logits for training."""
+    """Stacked input [N, 3+K, S, S] → embedding [N, D]; with labels the margin head's logits for training.
+
+    With ``distill_dim`` a ``projection`` (Linear D → teacher dim) maps the embedding into a teacher's descriptor
+    space (``training/faceid_distill.py``); ``classes`` 0 means no margin head (distillation alone)."""
 
     def __init__(self, cfg: FaceIDConfig) -> None:
         super().__init__()
         self.config = cfg
         self.backbone = build_backbone(cfg)
         self.head = margin_head(cfg) if cfg.classes else None
+        self.projection = nn.Linear(cfg.embedding, cfg.distill_dim) if cfg.distill_dim else None
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         emb = self.backbone(x)

@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.set_defaults(run_family=eval_fer)
 
     p = sub.add_parser("verify", help="an embedder on DIR/<person>/: ROC AUC, TAR at FAR 1e-3, rank-1")
-    p.add_argument("--model", required=True, help="dlib, dlib+shape68, or an embedding ONNX (path or catalogue name)")
+    p.add_argument("--model", required=True, help="dlib, dlib+shape68, an embedding ONNX (path or catalogue name), "
+                   "or a run folder of facegraph train face-id (its face_id.onnx)")
     p.add_argument("--data", required=True, help="face crops, one folder per person (see --framing)")
     p.add_argument("--framing", choices=["arcface", "full"], default="arcface",
                    help="dlib: how the crops are framed (arcface: aligned 112×112, as glint24)")
@@ -112,6 +113,8 @@ def eval_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
     spec = args.model
+    if Path(spec).is_dir() and (Path(spec) / "face_id.onnx").is_file():
+        spec = str(Path(spec) / "face_id.onnx")  # a run folder of facegraph train face-id
     try:
         embedder = open_embedder(spec, framing=args.framing, threads=os.cpu_count() or 1)
     except FacegraphError as exc:

@@ -30,6 +30,7 @@ from torch import nn
 from ..face import _heatmaps as hm
 from ..nets.faceid import FaceIDConfig, FaceIDNet
 from .faceid_data import IdentityData
+from .faceid_distill import distill_loss
 from .verify import pair_scores, rank1_gallery, roc_auc, tar_at_far
 
 MEAN, STD = 127.5, 127.5  # RGB pixels → [-1, 1], insightface's convention (the embed node's default)
@@ -96,6 +97,10 @@ class JointTransform:
         return out
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.transform(x, generator)[0]
+
+    def transform(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(transformed batch, which samples were mirrored [N] bool: the teacher's flipped descriptor for those)."""
         theta, flip = self.matrices(len(x), generator)
         out = self.apply(x, theta, flip)
         if self.color:
@@ -103,7 +108,7 @@ class JointTransform:
             rgb = out[:, :3]
             mean = rgb.mean((1, 2, 3), keepdim=True)
             out[:, :3] = ((rgb - mean) * (1 + self.color * g[:, :1]) + mean + self.color * g[:, 1:]).clamp(-1, 1)
-        return out
+        return out, flip
 
 
 def transform_points(points: np.ndarray, theta: np.ndarray, flip: bool, size: int) -> np.ndarray:
@@ -118,14 +123,18 @@ def transform_points(points: np.ndarray, theta: np.ndarray, flip: bool, size: in
 
 
 class FaceIDTask:
-    """Margin-head classification over the training people; validation: probe accuracy and held-out verification."""
+    """Margin-head classification over the training people (+ distillation of a teacher's descriptors into
+    ``model.projection`` when ``teacher`` is given); validation: probe accuracy and held-out verification."""
 
     kind = "face-id"
 
     def __init__(self, data: IdentityData, config: FaceIDConfig, *, heatmaps: np.ndarray | None,
                  spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "",
-                 margin_warmup: float = 0.0, margin: float | None = None) -> None:
+                 margin_warmup: float = 0.0, margin: float | None = None, teacher: np.ndarray | None = None,
+                 distill_weight: float = 1.0, distill_kind: str = "cosine", morphs: Any = None) -> None:
         self.data, self.config, self.spec, self.extractor = data, config, spec, extractor
+        self.teacher = torch.from_numpy(np.asarray(teacher, np.float32)) if teacher is not None else None
+        self.distill_weight, self.distill_kind = float(distill_weight), distill_kind
         self.margin_warmup = margin_warmup
         self.margin = margin if margin is not None else 0.5 if config.head == "arcface" else 0.4
         self.size = config.input_size
@@ -134,8 +143,25 @@ class FaceIDTask:
         self.person_class = {data.people.index(p): i for i, p in enumerate(data.train_people)}
         self.train_index = data.where("train")
         self.train_labels = torch.tensor([self.person_class[int(c)] for c in data.labels[self.train_index]])
+        if morphs is not None and self.teacher is not None:
+            self._add_morphs(morphs)
         order = flip_channels(spec, points)
         self.augment = JointTransform(order, mask_channel=bool(spec and spec.get("mask"))) if augment else None
+
+    def _add_morphs(self, morphs: Any) -> None:
+        """Blended crops (``faceid_distill.Morphs``) as unlabelled training rows after the real images:
+        distillation only; their heatmaps blended like their pixels."""
+        first = len(self.rgb)
+        self.rgb = torch.cat([self.rgb, torch.from_numpy(rgb_input(resize_crops(morphs.images, self.size)))])
+        if self.maps is not None:
+            w = torch.from_numpy(np.asarray(morphs.alpha, np.float32))[:, None, None, None]
+            a, b = torch.from_numpy(morphs.pairs[:, 0]), torch.from_numpy(morphs.pairs[:, 1])
+            blend = w * self.maps[a].float() + (1 - w) * self.maps[b].float()
+            self.maps = torch.cat([self.maps, blend.to(self.maps.dtype)])
+        extra = np.arange(first, first + len(morphs.alpha))
+        self.train_index = np.concatenate([self.train_index, extra])
+        self.train_labels = torch.cat([self.train_labels, torch.full((len(extra),), -1, dtype=torch.long)])
+        self.teacher = torch.cat([self.teacher, torch.from_numpy(np.asarray(morphs.teacher, np.float32))])
 
     def stacked(self, index: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = self.rgb[index]
@@ -156,10 +182,13 @@ class FaceIDTask:
         order = torch.randperm(len(self.train_index), generator=generator)
         for b in range(self.steps_per_epoch(batch_size)):
             pick = order[b * batch_size:(b + 1) * batch_size]
-            x = self.stacked(torch.from_numpy(self.train_index)[pick])
+            index = torch.from_numpy(self.train_index)[pick]
+            x = self.stacked(index)
+            flip = torch.zeros(len(index), dtype=torch.bool)
             if self.augment is not None:
-                x = self.augment(x, generator)
-            yield x, self.train_labels[pick], self.margin_at(epoch + b / self.steps_per_epoch(batch_size))
+                x, flip = self.augment.transform(x, generator)
+            target = self.teacher[index, flip.long()] if self.teacher is not None else None
+            yield x, self.train_labels[pick], self.margin_at(epoch + b / self.steps_per_epoch(batch_size)), target
 
     def margin_at(self, epochs: float) -> float:
         """The head's margin after ``epochs`` (fractional): linear from 0 over ``margin_warmup`` epochs."""
@@ -169,26 +198,70 @@ class FaceIDTask:
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch[0].to(device), batch[1].to(device)
-        model.head.set_margin(batch[2])
-        logits = model(x, y)
-        return F.cross_entropy(logits, y), {"margin": float(batch[2])}
+        emb = model.backbone(x)
+        loss, logs = emb.new_zeros(()), {}
+        labelled = y >= 0  # blended crops (morphs) have no person
+        if model.head is not None and bool(labelled.any()):
+            model.head.set_margin(batch[2])
+            ce = F.cross_entropy(model.head(emb[labelled], y[labelled]), y[labelled])
+            loss, logs = loss + ce, {"margin": float(batch[2]), "ce": float(ce.detach())}
+        if batch[3] is not None and model.projection is not None:
+            d = distill_loss(model.projection(emb), batch[3].to(device), self.distill_kind)
+            loss, logs["distill"] = loss + self.distill_weight * d, float(d.detach())
+        return loss, logs
 
-    def embed(self, model: nn.Module, index: np.ndarray, device: torch.device, batch: int = 128) -> np.ndarray:
-        out = []
+    def embed(self, model: nn.Module, index: np.ndarray, device: torch.device, batch: int = 128,
+              projection: bool = False) -> np.ndarray:
+        """Unit vectors of images ``index``: the embedding, or with ``projection`` its map into the teacher's space."""
+        return self.embed_both(model, index, device, batch)[1 if projection else 0]
+
+    def embed_both(self, model: nn.Module, index: np.ndarray, device: torch.device, batch: int = 128
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(unit embeddings [N, D], unit projections [N, teacher dim] or None without a projection)."""
+        out, proj = [], []
+        head = getattr(model, "projection", None)
         with torch.no_grad():
             for i in range(0, len(index), batch):
-                out.append(model(self.stacked(index[i:i + batch]).to(device)).float().cpu().numpy())
+                emb = model.backbone(self.stacked(index[i:i + batch]).to(device)).float()
+                out.append(emb.cpu().numpy())
+                if head is not None:
+                    proj.append(head(emb).float().cpu().numpy())
         vec = np.concatenate(out) if out else np.zeros((0, self.config.embedding), np.float32)
-        return vec / np.maximum(np.linalg.norm(vec, axis=1, keepdims=True), 1e-12)
+        pvec = (np.concatenate(proj) if proj else np.zeros((0, self.config.distill_dim), np.float32)
+                ) if head is not None else None
+        return _unit(vec), (_unit(pvec) if pvec is not None else None)
 
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
         """Per epoch, the cheap part: probe accuracy of the trained people, verification on the unseen ones
-        (rank-1 against the whole gallery is measured once, on the export)."""
+        (rank-1 against the whole gallery is measured once, on the export); with distillation also the mean
+        teacher cosine on the trained people's probes (``val_teacher_cos``, selectable: no unseen person in it)
+        and the projection's unseen-people figures (``*_proj``, logged, never selected on)."""
         index = np.flatnonzero(np.isin(self.data.role, ("probe", "unseen")))
+        emb, proj = self.embed_both(model, index, device)
         vectors = np.zeros((len(self.data.labels), self.config.embedding), np.float32)
-        vectors[index] = self.embed(model, index, device)
+        vectors[index] = emb
         scores = held_out_scores(vectors, self.data, model=model, person_class=self.person_class, rank1=False)
+        if proj is not None:
+            pv = np.zeros((len(self.data.labels), proj.shape[1]), np.float32)
+            pv[index] = proj
+            scores.update({f"{k}_proj": v for k, v in held_out_scores(pv, self.data, rank1=False).items()})
+            if self.teacher is not None:
+                probe = self.data.where("probe")
+                scores["val_teacher_cos"] = float((pv[probe] * self.teacher[probe, 0].numpy()).sum(1).mean())
         return scores
+
+    def choose_output(self, model: nn.Module, device: torch.device) -> tuple[str, dict[str, float]]:
+        """Which vector the export gives: ``embedding`` or ``projection``, whichever ranks the trained people's
+        probe images better against their training images (no unseen person takes part in the choice)."""
+        if getattr(model, "projection", None) is None:
+            return "embedding", {}
+        probe, train = self.data.where("probe"), self.data.where("train")
+        emb, proj = self.embed_both(model, np.concatenate([probe, train]), device)
+        labels = self.data.labels
+        n = len(probe)
+        scores = {name: rank1_gallery(v[:n], labels[probe], v[n:], labels[train])
+                  for name, v in (("embedding", emb), ("projection", proj))}
+        return ("projection" if scores["projection"] > scores["embedding"] else "embedding"), scores
 
 
 def held_out_scores(vectors: np.ndarray, data: IdentityData, *, model: nn.Module | None = None,
@@ -227,30 +300,40 @@ def held_out_scores(vectors: np.ndarray, data: IdentityData, *, model: nn.Module
     return out
 
 
-class _Embedding(nn.Module):
-    """The export: stacked input → embedding (no margin head)."""
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
-    def __init__(self, model: FaceIDNet) -> None:
+
+class _Embedding(nn.Module):
+    """The export: stacked input → embedding, or its projection into the teacher's space (no margin head)."""
+
+    def __init__(self, model: FaceIDNet, projection: bool = False) -> None:
         super().__init__()
         self.backbone = model.backbone
+        self.projection = model.projection if projection else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        emb = self.backbone(x)
+        return self.projection(emb) if self.projection is not None else emb
 
 
 def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, seconds: float, data_root: str,
-           best: dict[str, float], split: dict[str, Any], fp16: bool = True) -> tuple[Path, dict[str, Any]]:
-    """``out/face_id.onnx`` + ``face_id.json``: channels, heatmap spec, extractor, provenance, ONNX held-out scores."""
+           best: dict[str, float], split: dict[str, Any], fp16: bool = True,
+           distill: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """``out/face_id.onnx`` + ``face_id.json``: channels, heatmap spec, extractor, provenance, ONNX held-out scores;
+    with a projection, the vector the trained people's probes rank better (``FaceIDTask.choose_output``)."""
     import onnxruntime as ort
 
     from ..nets.iresnet import export_onnx
 
     model = model.cpu().eval()
-    wrapped = _Embedding(model).eval()
+    output, choice = task.choose_output(model, torch.device("cpu"))
+    wrapped = _Embedding(model, projection=output == "projection").eval()
     cfg = model.config
     path = out / "face_id.onnx"
     meta = {
         "task": "recognition", "kind": "face-id", "input_size": [cfg.input_size, cfg.input_size],
+        "dim": cfg.distill_dim if output == "projection" else cfg.embedding, "output": output,
         "mean": MEAN, "std": STD, "color": "rgb", "resize": "area", "in_channels": cfg.in_channels,
         "channels": hm.channel_names(task.spec), "heatmaps": task.spec,
         "landmarks": ({"extractor": task.extractor, "crop": "arcface", "crop_size": int(task.data.images.shape[1])}
@@ -258,6 +341,11 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
         "config": asdict(cfg), "data": {"path": data_root, **split}, "command": command,
         "train_seconds": round(seconds, 1), "best_epoch_torch": best,
     }
+    if distill:
+        meta["distill"] = {**distill, "output_choice": {"by": "rank-1 of the trained people's probe images against "
+                                                              "their training images", **choice}}
+        if cfg.distill_dim:
+            meta["distill"]["held_out_torch"] = both_outputs_scores(model, task)
     export_onnx(wrapped, path, input_size=cfg.input_size, in_channels=cfg.in_channels, metadata=meta)
     sample = task.stacked(np.arange(min(16, len(task.data.labels))))
     with torch.no_grad():
@@ -282,6 +370,15 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
     if fp16:
         half_path.with_suffix(".json").write_text(json.dumps({**meta, "precision": "fp16"}, indent=2) + "\n")
     return path, scores
+
+
+def both_outputs_scores(model: FaceIDNet, task: FaceIDTask) -> dict[str, dict[str, float]]:
+    """The held-out figures of the embedding and of the projection side by side (reported, not selected on)."""
+    emb, proj = task.embed_both(model, np.arange(len(task.data.labels)), torch.device("cpu"))
+    out = {"embedding": held_out_scores(emb, task.data)}
+    if proj is not None:
+        out["projection"] = held_out_scores(proj, task.data)
+    return {k: {m: round(float(x), 4) for m, x in v.items()} for k, v in out.items()}
 
 
 def _onnx_diff(path: Path, x: np.ndarray, ref: np.ndarray) -> float:

@@ -143,6 +143,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "the start; from scratch on a small set a full margin stalls)")
     p.add_argument("--no-augment", action="store_true", help="no joint transforms (flip, similarity, colour)")
     p.add_argument("--no-fp16", action="store_true", help="skip the fp16 copy of the export")
+    p.add_argument("--distill", choices=["dlib"],
+                   help="knowledge distillation: a projection of the embedding learns dlib's CC0 128-D descriptor "
+                   "(the [dlib] extra; teacher vectors of every image and its mirror cached in --cache-dir)")
+    p.add_argument("--distill-weight", type=float, default=1.0, help="weight of the distillation loss")
+    p.add_argument("--distill-loss", choices=["cosine", "relation", "cosine+relation"], default="cosine",
+                   help="student projection vs teacher: 1 − cosine, in-batch similarity matrices, or both")
+    p.add_argument("--distill-morphs", type=int, default=0, metavar="N",
+                   help="with --distill: N blends of two training people's crops, distilled with the teacher's "
+                   "own vectors of each blend (unlabelled; more of the teacher's space than the training people)")
+    p.add_argument("--no-distill-centre", action="store_true",
+                   help="distil the raw teacher descriptors (default: centred on the training images' mean, which "
+                   "otherwise dominates dlib's vectors)")
+    p.add_argument("--distill-only", action="store_true",
+                   help="with --distill: no margin head, the distillation loss alone (selects by val_teacher_cos)")
     add_trainer_arguments(p, out="runs/face_id", epochs=30, batch_size=64, lr=2e-3, weight_decay=5e-4, patience=30,
                           extra_epochs=0, warmup_epochs=1.0, monitor="val_accuracy")
     p.set_defaults(run_family=train_face_id)
@@ -416,7 +430,15 @@ def train_face_id(args: argparse.Namespace) -> int:
         raise TrainingError("--add_mask_channel needs --use_heatmaps")
     if args.img_size % 16:
         raise TrainingError(f"--img_size must be a multiple of 16, got {args.img_size}")
+    if args.distill_only and not args.distill:
+        raise TrainingError("--distill-only needs --distill dlib")
+    if args.distill:
+        from .faceid_distill import check_teacher
+
+        check_teacher(args.distill)
     config = config_from(args)
+    if args.distill_only and config.monitor == "val_accuracy":
+        config.monitor, config.mode = "val_teacher_cos", "max"  # no margin head, no val_accuracy
     config.check()
     out = Path(config.out)
     cache = Path(args.cache_dir) if args.cache_dir else out / "cache"
@@ -451,20 +473,46 @@ def train_face_id(args: argparse.Namespace) -> int:
                   + (", mask 0)" if args.add_mask_channel else ")"), flush=True)
     from ..face._heatmaps import channels
 
+    teacher, distill, morphs = None, None, None
+    if args.distill_morphs and not args.distill:
+        raise TrainingError("--distill-morphs needs --distill dlib")
+    if args.distill:
+        from .faceid_distill import TEACHER_CARD, centre_teacher, make_morphs, teacher_for
+
+        teacher = teacher_for(data, args.distill, cache_dir=cache, log=lambda m: print(m, flush=True))
+        centre = None
+        if args.distill_morphs > 0:
+            morphs = make_morphs(data, args.distill_morphs, args.distill, seed=args.seed, cache_dir=cache,
+                                 log=lambda m: print(m, flush=True))
+        if not args.no_distill_centre:
+            teacher, centre = centre_teacher(teacher, data.where("train"))
+            if morphs is not None:
+                morphs.teacher = centre_teacher(morphs.teacher, mean=centre)[0]
+            print(f"teacher vectors centred on the training images' mean (its length {np.linalg.norm(centre):.3f})",
+                  flush=True)
+        distill = {"teacher": TEACHER_CARD, "weight": args.distill_weight, "loss": args.distill_loss,
+                   "margin_head": not args.distill_only, "centred": centre is not None,
+                   "morphs": args.distill_morphs,
+                   "images": "the training images and their mirrors (teacher run once per image, cached)"}
     cfg = FaceIDConfig(backbone=args.backbone, in_channels=3 + channels(spec, points), input_size=args.img_size,
                        embedding=args.embedding, width=args.width, head="cosface" if args.use_cosface else "arcface",
-                       classes=len(data.train_people))
+                       classes=0 if args.distill_only else len(data.train_people),
+                       distill_dim=teacher.shape[-1] if teacher is not None else 0)
     task = FaceIDTask(data, cfg, heatmaps=maps, spec=spec, points=points, augment=not args.no_augment,
-                      extractor=args.extractor, margin_warmup=args.margin_warmup, margin=args.margin)
+                      extractor=args.extractor, margin_warmup=args.margin_warmup, margin=args.margin,
+                      teacher=teacher, distill_weight=args.distill_weight, distill_kind=args.distill_loss,
+                      morphs=morphs)
     print(f"model {args.backbone} ×{args.width} at {args.img_size} px, {cfg.in_channels} input channels, "
-          f"{cfg.head} head over {cfg.classes} people", flush=True)
+          + (f"{cfg.head} head over {cfg.classes} people" if cfg.classes else "no margin head")
+          + (f", distilling {args.distill} ({args.distill_loss}, weight {args.distill_weight})" if distill else ""),
+          flush=True)
     command = "facegraph " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = Trainer(config, resume=args.resume, init_from=args.init_from, command=command).fit(task)
     print(f"best epoch {result.best_epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.best_metrics.items())
           + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
     path, scores = export(result.model, out, task, command=command, seconds=result.seconds,
                           data_root=str(args.data_root), best=result.best_metrics, split=split,
-                          fp16=not args.no_fp16)
+                          fp16=not args.no_fp16, distill=distill)
     line = ", ".join(f"{k} {v:.4f}" for k, v in scores["fp32"].items() if not np.isnan(v))
     print(f"exported {path} (+ {path.with_suffix('.json').name}); ONNX held-out: {line}", flush=True)
     return 0

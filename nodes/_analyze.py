@@ -95,11 +95,17 @@ def _overrides(params: dict[str, Any]) -> dict[str, Any]:
 
 def _one(graph: Graph, inputs: dict[str, OutputRef], sink_params: dict[str, Any], source: Any,
          executor: str, max_frames: int | None, lead: dict[str, Any] | None = None) -> pandas.DataFrame:
+    import tempfile
+
     wanted = [str(r) for r in dict.fromkeys(inputs.values())]
-    results: Iterable[Result] = run(graph, source, executor=executor, max_frames=max_frames, outputs=wanted)
-    return records_frame(inputs, results, constants=dict(sink_params.get("constants") or {}),
-                         other_landmarks=bool(sink_params.get("other_landmarks", False)),
-                         extras=bool(sink_params.get("extras", True)), lead=lead)
+    # what nodes leave for the sinks at the end (the AU node's post-processed values) goes to a folder of its
+    # own, read back into the table, and removed: analyze writes no file, in the working folder or elsewhere
+    with tempfile.TemporaryDirectory(prefix="facegraph-analyze-") as scratch:
+        results: Iterable[Result] = run(graph, source, executor=executor, max_frames=max_frames, outputs=wanted,
+                                        output_dir=scratch)
+        return records_frame(inputs, results, constants=dict(sink_params.get("constants") or {}),
+                             other_landmarks=bool(sink_params.get("other_landmarks", False)),
+                             extras=bool(sink_params.get("extras", True)), lead=lead)
 
 
 def _concat(tables: list[pandas.DataFrame]) -> pandas.DataFrame:

@@ -51,6 +51,26 @@ def test_analyze_equals_the_csv_sink_for_the_shipped_graph(clips, tmp_path, monk
     assert table["frame"].dtype == "int64" and table["AU12_r"].dtype == "float64"
 
 
+def test_analyze_has_the_openface_backends_post_processed_values(clips, tmp_path, monkeypatch):
+    """The openface backend revises a file's AUs at the end of the run; analyze's table has the revised values
+    (as the CSV does) and leaves nothing behind in the working folder (it used to write .facegraph/ there)."""
+    from conftest import SHARED
+
+    models = SHARED / "models" / "openface_2.2" / "AU_predictors"
+    if not (models / "AU_all_best.txt").is_file():
+        pytest.skip(f"needs OpenFace 2.2's AU models in {models} (../shared is not next to this checkout)")
+    video = clips / "clip0.mp4"
+    assert main(["run", "graphs/video_au.yaml", "--source", str(video), "--executor", "inline", "--output",
+                 str(tmp_path), "--set", "au.backend=openface", "--set", f"au.model={models}", "--quiet"]) == 0
+    header, body = _csv_text(tmp_path / "video_au.csv")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    table = facegraph.analyze(video, au__backend="openface", au__model=str(models))
+    assert not list((tmp_path / "cwd").iterdir())
+    assert list(table.columns) == header and "AU28_c" in header
+    assert _as_text(table) == body
+
+
 def test_batch_mode_adds_a_video_column_and_params_apply(clips, tmp_path):
     graph = tmp_path / "faces_csv.yaml"
     graph.write_text(GRAPH)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from facegraph import Graph, NodeSpec, OutputRef
 
-from ._table import ResultSink, Schema, constant_cells, expand_vectors, face_records
+from ._table import ResultSink, Schema, constant_cells, expand_vectors, face_records, load_revision
 
 if TYPE_CHECKING:
     import pandas
@@ -93,6 +93,9 @@ def records_frame(inputs: dict[str, OutputRef], results: Iterable[Result], *, co
             "which asks for the table sink's inputs")
     columns = [*(lead or {}), *csv_columns(schema, other_landmarks, extras)]
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    revision = load_revision(schema.revise)  # the AU node's post-processed values, once its run has ended
+    if revision is not None and len(frame):
+        _revise(frame, revision)
     for col in INT_COLUMNS:
         if col in frame.columns and len(frame):
             values = frame[col]
@@ -100,3 +103,15 @@ def records_frame(inputs: dict[str, OutputRef], results: Iterable[Result], *, co
     if "success" in frame.columns and not len(frame):
         frame = frame.astype({c: "int64" for c in INT_COLUMNS if c in frame.columns})
     return frame
+
+
+def _revise(frame: pandas.DataFrame, revision: dict) -> None:
+    """The AU cells of every row the AU node post-processed, as the CSV and Parquet sinks rewrite them."""
+    hits = [revision.get((int(f) - 1, int(t))) if ok == 1 else None
+            for f, t, ok in zip(frame["frame"], frame["face_id"], frame["success"], strict=True)]
+    rows = [k for k, h in enumerate(hits) if h is not None and h[1]]
+    for col in sorted({c for k in rows for c in hits[k][0]} & set(frame.columns)):
+        values = frame[col].to_numpy(dtype="float64", copy=True)
+        for k in rows:
+            values[k] = hits[k][0][col]
+        frame[col] = values

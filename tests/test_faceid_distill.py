@@ -48,6 +48,19 @@ def test_teacher_cache_round_trip(tmp_path):
     assert LeftRight.calls == 4
 
 
+@needs_dlib
+def test_teacher_in_two_processes_equals_one(tmp_path):
+    from facegraph.nodes.training.faceid_distill import _teacher_cached
+
+    folder = _identity_folder(tmp_path / "ids", people=2, each=3)
+    images = np.stack([cv2.imread(str(p)) for p in sorted(folder.rglob("*.png"))])
+    kw = {"batch": 2, "log": lambda m: None, "embedder": None, "paths": []}
+    one = _teacher_cached(images, "k", "dlib", None, workers=1, **kw)
+    two = _teacher_cached(images, "k", "dlib", None, workers=2, **kw)
+    assert one.shape == (len(images), 2, 128)
+    np.testing.assert_allclose(two, one, atol=1e-5)
+
+
 def test_distill_loss_kinds():
     t = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
     assert float(distill_loss(t * 3.0, t)) < 1e-6  # scale-free: only the direction counts

@@ -45,37 +45,70 @@ def check_teacher(name: str) -> None:
 
 
 def teacher_for(data: IdentityData, name: str = "dlib", *, cache_dir: str | Path | None, batch: int = 64,
-                log: Any = print, embedder: Any = None) -> np.ndarray:
+                log: Any = print, embedder: Any = None, workers: int = 1) -> np.ndarray:
     """float32 [N, 2, 128] unit teacher descriptors of every image: [:, 0] as stored, [:, 1] mirrored.
 
     Read from / written to ``cache_dir/teacher_<name>.npz`` when given (checked against the file list).
     ``embedder`` (BGR uint8 crops → unit vectors) replaces dlib, for tests."""
     return _teacher_cached(np.asarray(data.images), _files_key(data.paths), name,
                            Path(cache_dir) / f"teacher_{name}.npz" if cache_dir else None, batch=batch, log=log,
-                           embedder=embedder, paths=data.paths)
+                           embedder=embedder, paths=data.paths, workers=workers)
+
+
+_WORKER_EMBEDDER: Any = None
+
+
+def _start_worker() -> None:
+    """A teacher process: its own dlib embedder (dlib runs one thread per call)."""
+    global _WORKER_EMBEDDER
+    from ..models._dlib import DlibEmbedder
+
+    _WORKER_EMBEDDER = DlibEmbedder(framing="arcface")
+
+
+def _both_views(crops: np.ndarray, embedder: Any = None) -> np.ndarray:
+    """[n, 2, D]: the teacher's vectors of the crops as stored and mirrored."""
+    embedder = embedder or _WORKER_EMBEDDER
+    return np.stack([embedder(crops), embedder(np.ascontiguousarray(crops[:, :, ::-1]))], 1)
 
 
 def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None, *, batch: int, log: Any,
-                    embedder: Any, paths: list[str], what: str = "images") -> np.ndarray:
+                    embedder: Any, paths: list[str], what: str = "images", workers: int = 1) -> np.ndarray:
+    """The teacher's vectors of ``images`` (and their mirrors), from the cache when it holds these files.
+
+    dlib computes one descriptor at a time on one core; with ``workers`` > 1 (the trainer passes ``--threads``)
+    the batches are spread over that many processes, each with its own dlib (thousands of morphs took 12 min on
+    one core). A given ``embedder`` (tests) always runs here, in order."""
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             if str(z["key"]) == key:
                 log(f"teacher {name}: {cache} (cached, {len(z['vectors'])} {what} × 2)")
                 return z["vectors"].astype(np.float32)
         log(f"teacher {name}: {cache} is for other files; computing again")
+    chunks = [images[i:i + batch] for i in range(0, len(images), batch)]
+    parts = []
     if embedder is None:
         check_teacher(name)
-        from ..models._dlib import DlibEmbedder
+    if embedder is None and workers > 1 and len(chunks) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-        embedder = DlibEmbedder(framing="arcface")
-    out = np.zeros((len(images), 2, 0), np.float32)
-    parts = []
-    for i in range(0, len(images), batch):
-        crops = images[i:i + batch]
-        parts.append(np.stack([embedder(crops), embedder(np.ascontiguousarray(crops[:, :, ::-1]))], 1))
-        if (i // batch) % 8 == 7:
-            log(f"teacher {name}: {i + len(crops)}/{len(images)} {what}")
-    out = np.concatenate(parts).astype(np.float32) if parts else out
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_start_worker) as pool:
+            for k, part in enumerate(pool.map(_both_views, chunks)):
+                parts.append(part)
+                if k % 8 == 7:
+                    log(f"teacher {name}: {min((k + 1) * batch, len(images))}/{len(images)} {what}")
+    else:
+        if embedder is None:
+            from ..models._dlib import DlibEmbedder
+
+            embedder = DlibEmbedder(framing="arcface")
+        for k, crops in enumerate(chunks):
+            parts.append(_both_views(crops, embedder))
+            if k % 8 == 7:
+                log(f"teacher {name}: {k * batch + len(crops)}/{len(images)} {what}")
+    out = np.concatenate(parts).astype(np.float32) if parts else np.zeros((len(images), 2, 0), np.float32)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(cache, key=key, vectors=out, paths=np.array(paths), teacher=name)
@@ -97,7 +130,8 @@ class Morphs:
 
 
 def make_morphs(data: IdentityData, count: int, name: str = "dlib", *, seed: int = 0,
-                cache_dir: str | Path | None, log: Any = print, embedder: Any = None, batch: int = 64) -> Morphs:
+                cache_dir: str | Path | None, log: Any = print, embedder: Any = None, batch: int = 64,
+                workers: int = 1) -> Morphs:
     """``count`` blends of two training images of different people (alpha uniform in 0.35–0.65, by ``seed``),
     their teacher vectors cached as ``teacher_<name>_morphs<count>_s<seed>.npz``."""
     rng = np.random.default_rng(seed)
@@ -116,7 +150,8 @@ def make_morphs(data: IdentityData, count: int, name: str = "dlib", *, seed: int
     tag = f"{_files_key(data.paths)}_morphs{count}_s{seed}"
     cache = Path(cache_dir) / f"teacher_{name}_morphs{count}_s{seed}.npz" if cache_dir else None
     teacher = _teacher_cached(images, tag, name, cache, batch=batch, log=log, embedder=embedder, what="morphs",
-                              paths=[f"{data.paths[i]} + {data.paths[j]}" for i, j in zip(a, b, strict=True)])
+                              paths=[f"{data.paths[i]} + {data.paths[j]}" for i, j in zip(a, b, strict=True)],
+                              workers=workers)
     return Morphs(images, np.stack([a, b], 1), alpha, teacher)
 
 

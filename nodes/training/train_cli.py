@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -479,11 +480,13 @@ def train_face_id(args: argparse.Namespace) -> int:
     if args.distill:
         from .faceid_distill import TEACHER_CARD, centre_teacher, make_morphs, teacher_for
 
-        teacher = teacher_for(data, args.distill, cache_dir=cache, log=lambda m: print(m, flush=True))
+        workers = int(args.threads) or os.cpu_count() or 1  # the teacher's processes: the cores training may use
+        teacher = teacher_for(data, args.distill, cache_dir=cache, log=lambda m: print(m, flush=True),
+                              workers=workers)
         centre = None
         if args.distill_morphs > 0:
             morphs = make_morphs(data, args.distill_morphs, args.distill, seed=args.seed, cache_dir=cache,
-                                 log=lambda m: print(m, flush=True))
+                                 log=lambda m: print(m, flush=True), workers=workers)
         if not args.no_distill_centre:
             teacher, centre = centre_teacher(teacher, data.where("train"))
             if morphs is not None:

@@ -59,9 +59,14 @@ _WORKER_EMBEDDER: Any = None
 
 
 def _start_worker() -> None:
-    """A teacher process: its own dlib embedder (dlib runs one thread per call)."""
+    """A teacher process: its own dlib embedder (dlib runs one thread per call). Ctrl-C is the parent's to
+    handle: it stops the pool (terminate), so a worker does not also die with a traceback of its own."""
     global _WORKER_EMBEDDER
+    import signal
+
     from ..models._dlib import DlibEmbedder
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     _WORKER_EMBEDDER = DlibEmbedder(framing="arcface")
 
@@ -91,11 +96,11 @@ def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None,
         check_teacher(name)
     if embedder is None and workers > 1 and len(chunks) > 1:
         import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_start_worker) as pool:
-            for k, part in enumerate(pool.map(_both_views, chunks)):
+        # a Pool, not a ProcessPoolExecutor: leaving its block (Ctrl-C, an error) terminates the workers at
+        # once, where the executor's exit waits for every queued batch (a Ctrl-C hung for minutes)
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks)), initializer=_start_worker) as pool:
+            for k, part in enumerate(pool.imap(_both_views, chunks)):
                 parts.append(part)
                 if k % 8 == 7:
                     log(f"teacher {name}: {min((k + 1) * batch, len(images))}/{len(images)} {what}")

@@ -36,10 +36,10 @@ SHIPPED_MODELS = (
      "MIT code; weights trained on glint24 (Glint360k sample): research use only",
      "6477c26e17e8d5ec3f683d9924053695d1e636b32359da4096143c06b45ab4ac", 547_774),
     ("facegraph/face_id", "data/face_id.onnx", ("face_id",),
-     "face ID ResNet-18 x0.5 over RGB + 6 grouped landmark heatmaps (9 ch, 80 px, 128-D), distilled from dlib's "
-     "CC0 descriptor; unseen people AUC 0.780, rank-1 0.865 (facegraph train face-id --distill dlib)",
+     "face ID ResNet-18 x0.5 over RGB + 6 grouped landmark heatmaps (9 ch, 80 px, 512-D), distilled from dlib's "
+     "CC0 descriptor; unseen people AUC 0.802, rank-1 0.905 (facegraph train face-id --distill dlib)",
      "MIT code; weights trained on glint24 (Glint360k sample): research use only; teacher dlib ResNet v1 (CC0)",
-     "4dddbc260e78b4b267742cf1ba621061f2d02a0e83f97132bbbca58fb1316601", 6_026_044),
+     "a94ef635e67a8ab9ae897b545c549ce9b76fbd074d989ac8af36d4cd797f93f9", 5_894_378),
     ("facegraph/expression_transformer", "data/expression/expression_transformer.onnx", ("expression_transformer",),
      "expression transformer, 64 px face + subject embedding -> 8 x 128 expression tokens (facegraph train "
      "expression; subjects.npz + .pt beside it)",

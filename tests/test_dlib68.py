@@ -31,8 +31,8 @@ def test_box_is_placed_from_the_eyes_and_mouth():
 def test_missing_dlib_is_one_requirement_line(monkeypatch):
     from facegraph.nodes.models import _dlib
 
-    monkeypatch.setattr(_dlib, "missing", lambda: [f"backbone dlib needs dlib and face-recognition-models: "
-                                                   f"{_dlib.INSTALL}"])
+    monkeypatch.setattr(_dlib, "missing", lambda who="backbone dlib": [
+        f"{who} needs dlib and face-recognition-models: {_dlib.INSTALL}"])
     (line,) = Landmarks.requirements({"refine68": "dlib"})
     assert line.startswith("landmarks refine68=dlib needs dlib") and "pip install 'facegraph[dlib]'" in line
     assert Landmarks.requirements({"refine68": "auto"}) == []  # auto falls back to FaceMesh's mapping

@@ -75,13 +75,13 @@ class DlibOnCrops:
     def __init__(self, threads: int = 1) -> None:
         from ..models import _dlib
 
-        problems = _dlib.missing()
+        problems = _dlib.missing("--extractor dlib")
         if problems:
-            raise ModelError(f"--extractor dlib: {problems[0]}")
+            raise ModelError(problems[0])
         import dlib
 
         self._dlib = dlib
-        self.predictor = dlib.shape_predictor(str(_dlib.weights_dir() / _dlib.WEIGHTS["sixty_eight"]))
+        self.predictor = _dlib.shape_predictor_68()
         self.framing = _dlib.FRAMINGS["arcface"]
 
     def __call__(self, crops: np.ndarray, batch: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -33,7 +33,7 @@ def missing() -> list[str]:
     """Requirement lines: empty when dlib and its 68-point model are installed."""
     from ..models import _dlib
 
-    return [p.replace("backbone dlib", "landmarks refine68=dlib") for p in _dlib.missing()]
+    return _dlib.missing("landmarks refine68=dlib")
 
 
 def box_from_points(points: np.ndarray) -> tuple[int, int, int, int]:
@@ -58,9 +58,7 @@ class Dlib68Refiner:
 
         self._dlib = dlib
         self.weight = float(weight)
-        folder = _dlib.weights_dir()
-        assert folder is not None  # missing() said so otherwise
-        self._predictor = dlib.shape_predictor(str(folder / _dlib.WEIGHTS["sixty_eight"]))
+        self._predictor = _dlib.shape_predictor_68()
 
     def predict(self, rgb: np.ndarray, points: np.ndarray) -> np.ndarray:
         """dlib's 68 points (68, 2) for the face whose mapped points are ``points``."""

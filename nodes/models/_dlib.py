@@ -59,15 +59,24 @@ def weights_dir() -> Path | None:
     return None
 
 
-def missing() -> list[str]:
-    """Requirement lines: empty when dlib and its weights are installed."""
+def missing(who: str = "backbone dlib") -> list[str]:
+    """Requirement lines, naming ``who`` needs dlib: empty when dlib and its weights are installed."""
     try:
         import dlib  # noqa: F401
     except ImportError:
-        return [f"backbone dlib needs dlib and face-recognition-models: {INSTALL}"]
+        return [f"{who} needs dlib and face-recognition-models: {INSTALL}"]
     if weights_dir() is None:
-        return [f"backbone dlib needs face-recognition-models' weight files: {INSTALL}"]
+        return [f"{who} needs face-recognition-models' weight files: {INSTALL}"]
     return []
+
+
+def shape_predictor_68() -> Any:
+    """dlib's 68-point shape predictor (iBUG points) from face-recognition-models' weights (check ``missing``)."""
+    import dlib
+
+    folder = weights_dir()
+    assert folder is not None, "call missing() first"
+    return dlib.shape_predictor(str(folder / WEIGHTS["sixty_eight"]))
 
 
 class DlibEmbedder:
@@ -88,7 +97,7 @@ class DlibEmbedder:
         self.jitters = int(jitters)
         self.shape = dlib.shape_predictor(str(folder / WEIGHTS["five"]))
         self.net = dlib.face_recognition_model_v1(str(folder / WEIGHTS["descriptor"]))
-        self.shape68 = dlib.shape_predictor(str(folder / WEIGHTS["sixty_eight"])) if shape68 else None
+        self.shape68 = shape_predictor_68() if shape68 else None
         self.name = "dlib_resnet_v1+shape68" if shape68 else "dlib_resnet_v1"
         self.dim = DIM + (136 if shape68 else 0)
 

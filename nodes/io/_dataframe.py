@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from facegraph import Graph, NodeSpec, OutputRef
 
-from ._table import ResultSink, Schema, constant_cells, expand_vectors, face_records, load_revision
+from ._table import ResultSink, Schema, constant_cells, expand_vectors, face_records, load_revision, revision_hits
 
 if TYPE_CHECKING:
     import pandas
@@ -107,11 +107,10 @@ def records_frame(inputs: dict[str, OutputRef], results: Iterable[Result], *, co
 
 def _revise(frame: pandas.DataFrame, revision: dict) -> None:
     """The AU cells of every row the AU node post-processed, as the CSV and Parquet sinks rewrite them."""
-    hits = [revision.get((int(f) - 1, int(t))) if ok == 1 else None
-            for f, t, ok in zip(frame["frame"], frame["face_id"], frame["success"], strict=True)]
-    rows = [k for k, h in enumerate(hits) if h is not None and h[1]]
-    for col in sorted({c for k in rows for c in hits[k][0]} & set(frame.columns)):
+    hits = revision_hits(frame["frame"], frame["face_id"], frame["success"], revision)
+    for col in sorted({c for h in hits if h for c in h} & set(frame.columns)):
         values = frame[col].to_numpy(dtype="float64", copy=True)
-        for k in rows:
-            values[k] = hits[k][0][col]
+        for k, h in enumerate(hits):
+            if h:
+                values[k] = h[col]
         frame[col] = values

@@ -14,6 +14,7 @@ match gets empty cells, never made-up values.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,17 @@ def load_revision(path: str | None) -> dict[tuple[int, int], tuple[dict[str, flo
             values = dict(zip(cols, (float(r[k]) for k in reg_order), strict=True))
             values.update(zip(pcols, (float(c[k]) for k in cls_order), strict=True))
             out[(int(f), int(t))] = (values, int(ok))
+    return out
+
+
+def revision_hits(frames: Iterable[Any], faces: Iterable[Any], success: Iterable[Any],
+                  revision: dict) -> list[dict[str, float] | None]:
+    """Per table row (1-based ``frame``, ``face_id``, ``success``): the revised AU values to write, or None where
+    the row keeps its own (no revision, or a face the AU node could not read)."""
+    out: list[dict[str, float] | None] = []
+    for f, t, ok in zip(frames, faces, success, strict=True):
+        hit = revision.get((int(f) - 1, int(t))) if ok == 1 else None
+        out.append(hit[0] if hit is not None and hit[1] else None)
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from facegraph import Packet, Param, register
 
 from . import _openface as of
-from ._table import ResultSink, load_revision
+from ._table import ResultSink, load_revision, revision_hits
 
 _INT_COLUMNS = ("frame", "face_id", "success", "track_id")
 
@@ -106,13 +106,11 @@ class ParquetSink(ResultSink):
         import pyarrow.parquet as pq
 
         table = pq.read_table(self.file_path)
-        frames, faces = table.column("frame").to_pylist(), table.column("face_id").to_pylist()
-        success = table.column("success").to_pylist()
-        hits = [revision.get((f - 1, t)) if ok == 1 else None for f, t, ok in zip(frames, faces, success, strict=True)]
-        columns = {c for h in hits if h is not None and h[1] for c in h[0]}
-        for col in sorted(columns & set(table.column_names)):
+        hits = revision_hits(table.column("frame").to_pylist(), table.column("face_id").to_pylist(),
+                             table.column("success").to_pylist(), revision)
+        for col in sorted({c for h in hits if h for c in h} & set(table.column_names)):
             old = table.column(col).to_pylist()
-            new = [h[0][col] if h is not None and h[1] else v for h, v in zip(hits, old, strict=True)]
+            new = [h[col] if h else v for h, v in zip(hits, old, strict=True)]
             idx = table.column_names.index(col)
             table = table.set_column(idx, table.schema.field(idx), pa.array(new, type=table.schema.field(idx).type))
         tmp = self.file_path.with_name(f".{self.file_path.name}.part")

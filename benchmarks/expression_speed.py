@@ -47,17 +47,20 @@ def main() -> int:
     enc, dec = _session(folder / "expression_transformer.onnx"), _session(folder / "expression_reconstruction.onnx")
     fer = _session(resolve("fer_cnn"))
     meta = json.loads((folder / "expression_transformer.json").read_text())
-    n, size, d = args.faces, int(meta["input_size"]), int(meta["dim"])
+    n, size, d = args.faces, int(meta["input_size"]), int(meta.get("subject_dim", meta["dim"]))
     rng = np.random.default_rng(0)
     image = rng.normal(size=(n, 3, size, size)).astype(np.float32)
     subject = rng.normal(size=(n, d)).astype(np.float32)
     tokens = enc.run(None, {"image": image, "subject": subject})[0]
+    dec_in = {"subject": subject, "tokens": tokens}
+    if len(dec.get_inputs()) == 3:  # the conv+ref head also reads the subject's reference face
+        dec_in["reference"] = rng.random((n, 3, size, size)).astype(np.float32)
     fer_in = rng.normal(size=(n, 1, 48, 48)).astype(np.float32)
     fer_name = fer.get_inputs()[0].name
     r = {"faces_per_call": n, "input_size": size,
          "fer_cnn_ms": _ms(lambda: fer.run(None, {fer_name: fer_in}), args.repeats) / n,
          "encoder_ms": _ms(lambda: enc.run(None, {"image": image, "subject": subject}), args.repeats) / n,
-         "decoder_ms": _ms(lambda: dec.run(None, {"subject": subject, "tokens": tokens}), args.repeats) / n}
+         "decoder_ms": _ms(lambda: dec.run(None, dec_in), args.repeats) / n}
     r["encoder_vs_fer_cnn"] = r["encoder_ms"] / r["fer_cnn_ms"]
     r["decoder_vs_fer_cnn"] = r["decoder_ms"] / r["fer_cnn_ms"]
     print(f"ms per face ({n} per call, 1 thread): encoder {r['encoder_ms']:.2f} ({r['encoder_vs_fer_cnn']:.1f}× the "

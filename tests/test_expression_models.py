@@ -171,7 +171,7 @@ def test_batches_pair_neighbouring_frames_of_one_clip():
     t, r = tiny()
     data = clip_set(4, length=5)
     task = ExpressionTask(data, clip_set(1), t, r, flip=False)
-    x, ids = next(task.train_batches(0, 4, torch.Generator().manual_seed(3)))
+    x, ids, _ = next(task.train_batches(0, 4, torch.Generator().manual_seed(3)))
     assert x.shape == (8, 3, 16, 16) and torch.equal(ids[:4], ids[4:])
     flat = torch.from_numpy(data.images).permute(0, 3, 1, 2).float() / 255
     for i in range(4):
@@ -250,7 +250,7 @@ def test_subject_dropout_feeds_the_transformer_the_mean_subject():
     t, r = tiny()
     task = ExpressionTask(clip_set(), clip_set(2, seed=1), t, r, subject_dropout=1.0, flip=False)
     model = task.build_model().eval()
-    x, ids = next(task.train_batches(0, 4, torch.Generator().manual_seed(0)))
+    x, ids, _ = next(task.train_batches(0, 4, torch.Generator().manual_seed(0)))
     with torch.no_grad():
         subject = model.transformer.subject(ids)
         all_mean = task.losses(model, x, subject, torch.zeros(len(x), dtype=torch.bool))

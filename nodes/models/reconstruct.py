@@ -6,10 +6,11 @@ expression`` (``nets/reconstruction.py``), each an ONNX export or a part checkpo
 the models: ``subject`` is who the faces are (``mean`` for someone not enrolled, or
 a name enrolled with ``facegraph train enroll``, or a training id); the decoder
 renders ``target_subject`` instead when it is set: an identity swap (the expression
-of the video, the identity of the target). The ``image`` output tiles the first
-``faces`` faces side by side at a fixed size (black where a face is missing), so a
-video of it keeps one size; ``tokens`` carries every face's tokens (a live stream
-for ``sink.zmq`` or ``sink.parquet``).
+of the video, the identity of the target). A conv+ref decoder (metadata
+``reference: true``) also takes the rendered subject's reference face from that
+file. The ``image`` output tiles the first ``faces`` faces side by side at a fixed
+size (black where a face is missing), so a video of it keeps one size; ``tokens``
+carries every face's tokens (a live stream for ``sink.zmq`` or ``sink.parquet``).
 """
 
 from __future__ import annotations
@@ -65,8 +66,10 @@ def _load_part(spec: str, what: str, providers: str, threads: int) -> tuple[Call
 
     net = OnnxModel(path, providers=providers, threads=threads, what=what)
     names = [i.name for i in net.inputs]
-    if len(names) != 2:
-        raise ModelError(f"{path}: a {what} takes two inputs, this model takes {len(names)}")
+    expected = 3 if net.metadata.get("reference") in (True, "true", "True") else 2
+    if len(names) != expected:
+        raise ModelError(f"{path}: a {what} with these metadata takes {expected} inputs, this model takes "
+                         f"{len(names)}")
 
     def run_onnx(*arrays: np.ndarray) -> np.ndarray:
         return net.run(dict(zip(names, arrays, strict=True)))[0]
@@ -126,6 +129,10 @@ class Reconstruct(Node):
             raise ModelError(f"{store.path}: its embeddings are {store.vectors.shape[1]}-D, the models take {dim}-D")
         self.source_vec = store.get(self.subject, "subject")
         self.target_vec = store.get(self.target_subject, "target_subject") if self.target_subject else self.source_vec
+        self.target_ref = None
+        if bool(dec_meta.get("reference", False)):  # the conv+ref head renders from the shown subject's reference face
+            who, what = (self.target_subject, "target_subject") if self.target_subject else (self.subject, "subject")
+            self.target_ref = np.ascontiguousarray(store.reference(who, what).transpose(2, 0, 1))
         self.out_size = int(dec_meta.get("image_size", 64))
         self.out_color = str(dec_meta.get("color", "rgb"))
         self.out_range = dec_meta.get("output_range", [0.0, 1.0])
@@ -144,7 +151,8 @@ class Reconstruct(Node):
         tokens = np.asarray(self._encode(prepare(crops.images, self.spec), source), np.float32)
         shown = min(n, self.faces)
         target = np.repeat(self.target_vec[None], shown, axis=0)
-        faces = to_bgr_uint8(self._decode(target, tokens[:shown]), self.out_color, self.out_range)
+        extra = [] if self.target_ref is None else [np.repeat(self.target_ref[None], shown, axis=0)]
+        faces = to_bgr_uint8(self._decode(target, tokens[:shown], *extra), self.out_color, self.out_range)
         for i, face in enumerate(faces):
             if face.shape[0] != self.tile:
                 import cv2

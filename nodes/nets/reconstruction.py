@@ -3,7 +3,10 @@
 ``ExpressionTransformer``: face → K expression tokens. Patch tokens come from a
 DINOv2 ViT-S/14 when the user has its weights (``tokenizer="dinov2"``, frozen by
 default), else from a small convolutional patch tokenizer trained with the rest
-(``tokenizer="conv"``). Learnable *delta* positional embeddings (zero at start) are
+(``tokenizer="conv"``); ``tokenizer="conv+fer"`` adds, beside the conv patches, the
+patch tokens of the project's own FER-2013 emotion CNN (frozen, read from its ONNX
+export), a pretrained backbone that already separates expressions, as DINOv2 would
+where its weights are at hand. Learnable *delta* positional embeddings (zero at start) are
 added to the tokenizer's own (DINOv2's, or a fixed 2-D sine-cosine table). The
 sequence [subject token, K expression queries, patches] goes through an
 ``nn.TransformerEncoder``; the K query outputs are the expression tokens. The
@@ -16,7 +19,13 @@ patch (plus the subject embedding) cross-attends to [subject, tokens] in an
 ``nn.TransformerDecoder`` (2 layers), an ``nn.TransformerEncoder`` (2 layers) mixes
 the patches, and a small upsampling conv head turns the patch grid into the face
 (sigmoid, [0, 1] RGB; ``head="linear"`` writes each patch's pixels from its query
-instead, as MAE does, which learns far slower on a CPU budget).
+instead, as MAE does, which learns far slower on a CPU budget). ``head="conv+ref"``
+also reads the subject's **reference face** (the mean of its crops, or of the
+enrollment frames for someone new): its patch features join the queries and the
+image itself joins the last convolution, so identity comes from a picture of the
+person, and an identity swap renders the source's tokens on the target's reference.
+(A head that warped the reference by a predicted flow, starting from the mean face,
+stayed at the mean face for 280 steps where this one learnt: not kept.)
 
 The design's sizes are the defaults (embed 384, 4 heads, 4 + 2 + 2 layers, ff 768,
 501 subjects, 518 px with DINOv2); :data:`PRESETS` holds the CPU-sized ones.
@@ -44,15 +53,19 @@ class TransformerConfig:
     """The expression transformer (the design's sizes by default)."""
 
     image_size: int = 518
-    tokenizer: str = "conv"  # conv (trained jointly) | dinov2 (ViT-S/14 weights from `dinov2`)
+    tokenizer: str = "conv"  # conv (trained jointly) | conv+fer (+ the frozen FER CNN) | dinov2 (ViT-S/14)
     dinov2: str = ""  # path of a DINOv2 ViT-S/14 checkpoint (facebookresearch/dinov2's key names)
     train_dinov2: bool = False  # DINOv2 frozen unless this is set
+    fer_onnx: str = ""  # conv+fer: the FER CNN's ONNX export its weights are read from (kept in checkpoints)
+    fer_widths: list[int] = field(default_factory=lambda: [32, 64, 128, 256])  # its conv blocks' channels
     patch: int = 14  # DINOv2: 14; conv: a power of two (8, 16)
     embed_dim: int = 384
     heads: int = 4
     layers: int = 4
     ff: int = 768
-    tokens: int = 16  # K expression tokens
+    tokens: int = 16  # K expression tokens (readout "patches": one per patch, K = (image_size / patch)²)
+    readout: str = "queries"  # queries: K learned query tokens; patches: the encoder's output at each patch
+    token_dim: int = 0  # width of each output token (0: embed_dim); smaller is a bottleneck
     subjects: int = 501
     dropout: float = 0.0
     mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
@@ -66,8 +79,10 @@ class ReconstructionConfig:
     image_size: int = 518
     patch: int = 14  # output patch side: (image_size / patch)² queries
     embed_dim: int = 384
-    token_dim: int = 384  # the expression transformer's embed_dim
+    token_dim: int = 384  # the expression transformer's token width
+    subject_dim: int = 0  # the subject embedding's width (0: token_dim)
     tokens: int = 16
+    spatial_tokens: bool = False  # one token per output patch (readout "patches"): token i also feeds query i
     cross_layers: int = 2
     self_layers: int = 2
     heads: int = 4
@@ -93,11 +108,19 @@ def preset_configs(name: str, **overrides: Any) -> tuple[TransformerConfig, Reco
     p = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
     t_keys = set(TransformerConfig.__dataclass_fields__)
     tcfg = TransformerConfig(**{k: v for k, v in p.items() if k in t_keys})
+    if tcfg.readout == "patches":
+        tcfg.tokens = readout_tokens(tcfg)
     rcfg = ReconstructionConfig(image_size=tcfg.image_size, patch=p.get("out_patch", tcfg.patch),
-                                embed_dim=p.get("rec_dim", tcfg.embed_dim), token_dim=tcfg.embed_dim,
-                                tokens=tcfg.tokens, heads=tcfg.heads, ff=p.get("rec_ff", tcfg.ff),
-                                head=p.get("head", "conv"))
+                                embed_dim=p.get("rec_dim", tcfg.embed_dim), token_dim=tcfg.token_dim or tcfg.embed_dim,
+                                subject_dim=tcfg.embed_dim, tokens=tcfg.tokens, heads=tcfg.heads,
+                                ff=p.get("rec_ff", tcfg.ff), head=p.get("head", "conv"),
+                                spatial_tokens=tcfg.readout == "patches")
     return tcfg, rcfg
+
+
+def readout_tokens(cfg: TransformerConfig) -> int:
+    """Tokens of readout "patches": one per patch, plus the FER embedding's own token with the conv+fer tokenizer."""
+    return (cfg.image_size // cfg.patch) ** 2 + (cfg.tokenizer == "conv+fer")
 
 
 def sincos_2d(side: int, dim: int) -> torch.Tensor:
@@ -161,6 +184,68 @@ class DinoTokenizer(nn.Module):
         return self.vit(x, self.delta_pos)
 
 
+class FerTokenizer(nn.Module):
+    """The FER-2013 emotion CNN's (``nets/expression.py``, gray 48 px) patch tokens, frozen.
+
+    Its weights come from the ONNX export (batch norm folded into the convolutions,
+    as the exporter writes it), so the blocks here are conv + bias + ReLU pairs and a
+    max-pool. Tokens: the second-to-last block's map ((48 / 2^(n-1))² cells) and one
+    token of the CNN's 128-D embedding, the vector a linear probe reads expressions from.
+    """
+
+    def __init__(self, widths: list[int], image_mean: list[float], image_std: list[float],
+                 embed_dim: int = 128) -> None:
+        super().__init__()
+        blocks, c_in = [], 1
+        for w in widths:
+            blocks.append(nn.Sequential(nn.Conv2d(c_in, w, 3, 1, 1), nn.ReLU(), nn.Conv2d(w, w, 3, 1, 1), nn.ReLU(),
+                                        nn.MaxPool2d(2)))
+            c_in = w
+        self.blocks = nn.ModuleList(blocks)
+        self.embed = nn.Linear(c_in, embed_dim)
+        self.map_dim, self.embed_dim = widths[-2], embed_dim
+        self.side = 48 // 2 ** (len(widths) - 1)
+        self.register_buffer("image_mean", torch.tensor(image_mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("image_std", torch.tensor(image_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("gray", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1), persistent=False)
+        for q in self.parameters():
+            q.requires_grad_(False)
+
+    def load_onnx(self, path: str | Path) -> None:
+        """Copy the convolution and embedding weights of a ``facegraph train fer`` ONNX export (gray input)."""
+        import onnx
+        from onnx import numpy_helper
+
+        model = onnx.load(str(path))
+        init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        convs = [n for n in model.graph.node if n.op_type == "Conv"]
+        mine = [m for b in self.blocks for m in b if isinstance(m, nn.Conv2d)]
+        if len(convs) != len(mine) or "model.embed.weight" not in init:
+            raise ValueError(f"{path}: not a FER CNN export with {len(mine)} convolutions and an embedding")
+        with torch.no_grad():
+            for node, conv in zip(convs, mine, strict=True):
+                w = torch.from_numpy(init[node.input[1]].copy())
+                if w.shape != conv.weight.shape:
+                    raise ValueError(f"{path}: convolution {tuple(w.shape)} where {tuple(conv.weight.shape)} "
+                                     "was expected")
+                conv.weight.copy_(w)
+                conv.bias.copy_(torch.from_numpy(init[node.input[2]].copy()))
+            self.embed.weight.copy_(torch.from_numpy(init["model.embed.weight"].copy()))
+            self.embed.bias.copy_(torch.from_numpy(init["model.embed.bias"].copy()))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised RGB [B, 3, S, S] → (map tokens [B, side², C], embedding [B, 1, 128])."""
+        rgb = x * self.image_std + self.image_mean
+        g = (rgb * self.gray).sum(1, keepdim=True)
+        g = nn.functional.interpolate(g, size=(48, 48), mode="bilinear", align_corners=False)
+        h = (g - 0.5) / 0.5
+        for block in self.blocks[:-1]:
+            h = block(h)
+        grid = h.flatten(2).transpose(1, 2)
+        emb = self.embed(self.blocks[-1](h).mean(dim=(2, 3)))
+        return grid, emb[:, None]
+
+
 class ExpressionTransformer(nn.Module):
     """(image [B, 3, S, S] normalised, subject embedding [B, D]) → expression tokens [B, K, D]."""
 
@@ -172,6 +257,12 @@ class ExpressionTransformer(nn.Module):
         if cfg.image_size % cfg.patch:
             raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch {cfg.patch}")
         side = cfg.image_size // cfg.patch
+        if cfg.readout not in ("queries", "patches"):
+            raise ValueError(f"unknown readout {cfg.readout!r} (queries or patches)")
+        if cfg.readout == "patches" and cfg.tokens != readout_tokens(cfg):
+            raise ValueError(f"readout patches gives one token per patch (and one for the FER embedding): tokens "
+                             f"must be {readout_tokens(cfg)}")
+        self.token_dim = cfg.token_dim or cfg.embed_dim
         if cfg.tokenizer == "dinov2":
             if cfg.patch != 14:
                 raise ValueError("the DINOv2 tokenizer has 14-pixel patches: set patch 14")
@@ -179,19 +270,30 @@ class ExpressionTransformer(nn.Module):
             self.project = nn.Linear(self.tokenizer.dim, cfg.embed_dim)
             self.register_buffer("base_pos", torch.zeros(1, side * side, cfg.embed_dim), persistent=False)
             self.delta_pos = None  # DINOv2's tokenizer holds its own delta positions
-        elif cfg.tokenizer == "conv":
+        elif cfg.tokenizer in ("conv", "conv+fer"):
             self.tokenizer = ConvTokenizer(cfg.patch, cfg.embed_dim)
             self.project = nn.Identity()
             self.register_buffer("base_pos", sincos_2d(side, cfg.embed_dim), persistent=False)
             self.delta_pos = nn.Parameter(torch.zeros(1, side * side, cfg.embed_dim))
         else:
-            raise ValueError(f"unknown tokenizer {cfg.tokenizer!r} (conv or dinov2)")
+            raise ValueError(f"unknown tokenizer {cfg.tokenizer!r} (conv, conv+fer or dinov2)")
+        self.fer: FerTokenizer | None = None
+        if cfg.tokenizer == "conv+fer":
+            self.fer = FerTokenizer(cfg.fer_widths, cfg.mean, cfg.std)
+            if cfg.fer_onnx and Path(cfg.fer_onnx).is_file():  # else the weights come from a checkpoint
+                self.fer.load_onnx(cfg.fer_onnx)
+            self.fer_map_in = nn.Linear(self.fer.map_dim, cfg.embed_dim)
+            self.fer_embed_in = nn.Linear(self.fer.embed_dim, cfg.embed_dim)
+            self.register_buffer("fer_pos", sincos_2d(self.fer.side, cfg.embed_dim), persistent=False)
+            self.fer_delta_pos = nn.Parameter(torch.zeros(1, self.fer.side**2 + 1, cfg.embed_dim))
         self.subject_table = nn.Embedding(cfg.subjects, cfg.embed_dim)
         nn.init.normal_(self.subject_table.weight, std=0.02)
         self.subject_proj = nn.Linear(cfg.embed_dim, cfg.embed_dim)
-        self.queries = nn.Parameter(torch.randn(1, cfg.tokens, cfg.embed_dim) * 0.02)
+        queries = cfg.tokens if cfg.readout == "queries" else 0
+        self.queries = nn.Parameter(torch.randn(1, queries, cfg.embed_dim) * 0.02)
         self.encoder = _encoder_stack(cfg.embed_dim, cfg.heads, cfg.ff, cfg.layers, cfg.dropout)
         self.norm = nn.LayerNorm(cfg.embed_dim)
+        self.out = nn.Linear(cfg.embed_dim, self.token_dim) if cfg.token_dim else nn.Identity()
 
     def subject(self, ids: torch.Tensor) -> torch.Tensor:
         """Subject ids [B] → their learnt embeddings [B, D]."""
@@ -202,13 +304,21 @@ class ExpressionTransformer(nn.Module):
         patches = self.project(self.tokenizer(image)) + self.base_pos
         if self.delta_pos is not None:
             patches = patches + self.delta_pos
+        if self.fer is not None:
+            grid, emb = self.fer(image)
+            fer = torch.cat([self.fer_map_in(grid) + self.fer_pos, self.fer_embed_in(emb)], dim=1)
+            patches = torch.cat([patches, fer + self.fer_delta_pos], dim=1)
         x = torch.cat([self.subject_proj(subject)[:, None], self.queries.expand(b, -1, -1), patches], dim=1)
         x = self.norm(self.encoder(x))
-        return x[:, 1 : 1 + self.config.tokens]
+        if self.config.readout == "patches" and self.fer is not None:  # the patches and the FER embedding's token
+            side2 = self.config.tokens - 1
+            return self.out(torch.cat([x[:, 1 : 1 + side2], x[:, -1:]], dim=1))
+        return self.out(x[:, 1 : 1 + self.config.tokens])  # the queries, or the patches
 
 
 class ReconstructionModel(nn.Module):
-    """(subject embedding [B, D], tokens [B, K, E]) → face [B, 3, S, S] in [0, 1], RGB."""
+    """(subject embedding [B, D], tokens [B, K, E][, reference face [B, 3, S, S]]) → face [B, 3, S, S] in [0, 1],
+    RGB. The reference (in [0, 1]) is taken by the conv+ref head only (``uses_reference``)."""
 
     def __init__(self, config: ReconstructionConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -220,28 +330,47 @@ class ReconstructionModel(nn.Module):
         self.side = cfg.image_size // cfg.patch
         d = cfg.embed_dim
         self.register_buffer("base_pos", sincos_2d(self.side, d), persistent=False)
+        if cfg.spatial_tokens and cfg.tokens not in (self.side**2, self.side**2 + 1):
+            raise ValueError(f"spatial tokens: one per output patch (and at most one more), so tokens must be "
+                             f"{self.side**2} or {self.side**2 + 1}")
         self.queries = nn.Parameter(torch.randn(1, self.side**2, d) * 0.02)
-        self.subject_in = nn.Linear(cfg.token_dim, d)
+        self.subject_in = nn.Linear(cfg.subject_dim or cfg.token_dim, d)
         self.tokens_in = nn.Linear(cfg.token_dim, d)
         layer = nn.TransformerDecoderLayer(d, cfg.heads, cfg.ff, cfg.dropout, activation="gelu", batch_first=True,
                                            norm_first=True)
         self.cross = nn.TransformerDecoder(layer, cfg.cross_layers)
         self.mix = _encoder_stack(d, cfg.heads, cfg.ff, cfg.self_layers, cfg.dropout)
         self.norm = nn.LayerNorm(d)
+        self.uses_reference = cfg.head == "conv+ref"
         if cfg.head == "linear":
             self.head: nn.Module = nn.Linear(d, cfg.patch * cfg.patch * 3)
         elif cfg.head == "conv":
             self.head = ConvHead(d, cfg.patch, cfg.image_size, cfg.head_width)
+        elif cfg.head == "conv+ref":
+            self.reference_in = ConvTokenizer(cfg.patch, d)  # the reference's features, per query patch
+            self.head = ConvHead(d, cfg.patch, cfg.image_size, cfg.head_width, skip_channels=3)
         else:
-            raise ValueError(f"unknown head {cfg.head!r} (conv or linear)")
+            raise ValueError(f"unknown head {cfg.head!r} (conv, linear or conv+ref)")
 
-    def forward(self, subject: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, subject: torch.Tensor, tokens: torch.Tensor,
+                reference: torch.Tensor | None = None) -> torch.Tensor:
         b = tokens.shape[0]
         s = self.subject_in(subject)[:, None]
-        memory = torch.cat([s, self.tokens_in(tokens)], dim=1)
+        t = self.tokens_in(tokens)
         q = self.queries.expand(b, -1, -1) + self.base_pos + s
+        if self.config.spatial_tokens:  # token i is patch i's: it feeds its query directly and keeps its place
+            n = self.side**2
+            q = q + t[:, :n]
+            t = torch.cat([t[:, :n] + self.base_pos, t[:, n:]], dim=1)
+        memory = torch.cat([s, t], dim=1)
+        if self.uses_reference:
+            if reference is None:
+                raise ValueError("the conv+ref head renders from a reference face: pass reference [B, 3, S, S]")
+            q = q + self.reference_in(reference * 2 - 1)
         x = self.norm(self.mix(self.cross(q, memory)))
         p, side = self.config.patch, self.side
+        if self.uses_reference:  # the reference also joins the last convolution at full size
+            return torch.sigmoid(self.head(x.transpose(1, 2).reshape(b, -1, side, side), reference * 2 - 1))
         if self.config.head == "conv":
             return torch.sigmoid(self.head(x.transpose(1, 2).reshape(b, -1, side, side)))
         x = self.head(x).reshape(b, side, side, p, p, 3).permute(0, 5, 1, 3, 2, 4).reshape(b, 3, side * p, side * p)
@@ -252,7 +381,8 @@ class ConvHead(nn.Module):
     """Patch grid [B, D, g, g] → image logits [B, 3, S, S]: ×2 nearest upsampling + 3×3 convolutions per step,
     a resize to S at the end where ``patch`` is not a power of two (DINOv2's 14)."""
 
-    def __init__(self, dim: int, patch: int, image_size: int, width: int) -> None:
+    def __init__(self, dim: int, patch: int, image_size: int, width: int, out_channels: int = 3,
+                 skip_channels: int = 0) -> None:
         super().__init__()
         steps = max(1, math.ceil(math.log2(patch)))
         layers: list[nn.Module] = []
@@ -262,30 +392,31 @@ class ConvHead(nn.Module):
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1), nn.GELU()]
             c_in = c_out
         self.body = nn.Sequential(*layers)
-        self.out = nn.Conv2d(c_in, 3, 3, 1, 1)
+        self.out = nn.Conv2d(c_in + skip_channels, out_channels, 3, 1, 1)  # skip: an image joined at full size
         self.size = image_size
         self.resize = 2**steps != patch
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         x = self.body(x)
         if self.resize:
             x = nn.functional.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        return self.out(x)
+        return self.out(x if skip is None else torch.cat([x, skip], dim=1))
 
 
 class ExpressionAutoencoder(nn.Module):
-    """Both parts, trained jointly: (image, subject id) → (tokens, reconstruction)."""
+    """Both parts, trained jointly: (image, subject id[, reference]) → (tokens, reconstruction)."""
 
     def __init__(self, transformer: ExpressionTransformer, reconstruction: ReconstructionModel) -> None:
         super().__init__()
-        if transformer.config.embed_dim != reconstruction.config.token_dim:
-            raise ValueError("the reconstruction model's token_dim must be the transformer's embed_dim")
+        if transformer.token_dim != reconstruction.config.token_dim:
+            raise ValueError("the reconstruction model's token_dim must be the transformer's token width")
         self.transformer, self.reconstruction = transformer, reconstruction
 
-    def forward(self, image: torch.Tensor, subject_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, image: torch.Tensor, subject_ids: torch.Tensor,
+                reference: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         subject = self.transformer.subject(subject_ids)
         tokens = self.transformer(image, subject)
-        return tokens, self.reconstruction(subject, tokens)
+        return tokens, self.reconstruction(subject, tokens, reference)
 
 
 # ---- metadata, checkpoints and export ------------------------------------------------------------
@@ -294,13 +425,15 @@ class ExpressionAutoencoder(nn.Module):
 def transformer_metadata(model: ExpressionTransformer) -> dict[str, Any]:
     cfg = model.config
     return {"kind": "expression_transformer", "input_size": cfg.image_size, "color": "rgb", "mean": list(cfg.mean),
-            "std": list(cfg.std), "scale": 1.0 / 255.0, "tokens": cfg.tokens, "dim": cfg.embed_dim,
+            "std": list(cfg.std), "scale": 1.0 / 255.0, "tokens": cfg.tokens, "dim": model.token_dim,
             "subject_dim": cfg.embed_dim, "config": asdict(cfg)}
 
 
 def reconstruction_metadata(model: ReconstructionModel) -> dict[str, Any]:
     cfg = model.config
-    return {"kind": "expression_reconstruction", "subject": "embedding", "subject_dim": cfg.token_dim,
+    return {"kind": "expression_reconstruction", "subject": "embedding",
+            "subject_dim": cfg.subject_dim or cfg.token_dim,
+            "reference": model.uses_reference,
             "tokens": cfg.tokens, "token_dim": cfg.token_dim, "image_size": cfg.image_size, "color": "rgb",
             "output_range": [0.0, 1.0], "config": asdict(cfg)}
 
@@ -370,8 +503,13 @@ def export_transformer_onnx(model: ExpressionTransformer, path: str | Path,
 
 def export_reconstruction_onnx(model: ReconstructionModel, path: str | Path,
                                metadata: Mapping[str, Any] | None = None) -> Path:
-    """``<path>``: inputs ``subject`` [N, D], ``tokens`` [N, K, D]; output ``image`` [N, 3, S, S] in [0, 1]."""
+    """``<path>``: inputs ``subject`` [N, D], ``tokens`` [N, K, D] (and ``reference`` [N, 3, S, S] in [0, 1] for
+    the conv+ref head); output ``image`` [N, 3, S, S] in [0, 1]."""
     cfg = model.config
     meta = {**reconstruction_metadata(model), **(metadata or {})}
-    args = (torch.zeros(2, cfg.token_dim), torch.zeros(2, cfg.tokens, cfg.token_dim))
-    return _export_plain(model, args, path, ["subject", "tokens"], ["image"], meta)
+    args: tuple[torch.Tensor, ...] = (torch.zeros(2, cfg.subject_dim or cfg.token_dim),
+                                      torch.zeros(2, cfg.tokens, cfg.token_dim))
+    names = ["subject", "tokens"]
+    if model.uses_reference:
+        args, names = (*args, torch.full((2, 3, cfg.image_size, cfg.image_size), 0.5)), [*names, "reference"]
+    return _export_plain(model, args, path, names, ["image"], meta)

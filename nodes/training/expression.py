@@ -15,6 +15,12 @@ Without it the transformer met the diversity loss through its subject input alon
 (tokens spread across people, not across faces: std 0.11 over different people's
 faces given one subject, 1.12 given their own) and the image went unread.
 
+Reference faces (``--head conv+ref``): the decoder renders from the
+subject's reference face. In training each clip gets the mean of *another* clip of
+its subject (16 frames of the same person, as enrollment will have), so the model
+learns to move a few frames' average to the face at hand, not to copy a mean it
+has seen every frame of.
+
 Validation runs on the held-out videos' clips (people the subject table has never
 seen, so they get the mean subject embedding there; ``facegraph eval reconstruction``
 enrolls them properly): PSNR of the reconstructions and the three losses, and the
@@ -93,6 +99,20 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.clips)
 
+    def clip_means(self) -> np.ndarray:
+        """Each clip's mean face, float32 [n_clips, S, S, 3] in [0, 1]: the reference faces of the conv+ref head."""
+        if not hasattr(self, "_means"):
+            self._means = np.stack([self.images[c].astype(np.float32).mean(0) / 255.0 for c in self.clips]) \
+                if self.clips else np.zeros((0, *self.images.shape[1:]), np.float32)
+        return self._means
+
+    def first_clip_of_subject(self) -> dict[int, int]:
+        """subject id → its first clip (the enrollment-like reference of validation)."""
+        first: dict[int, int] = {}
+        for i, sid in enumerate(self.subjects.tolist()):
+            first.setdefault(int(sid), i)
+        return first
+
 
 def load_clip_set(folder: str | Path, split: str, size: int) -> ClipSet:
     """The ``split`` clips of a ``facegraph data clips`` folder, crops resized to ``size`` (area averaging)."""
@@ -130,6 +150,11 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+def to_reference(faces: np.ndarray) -> torch.Tensor:
+    """Reference faces float [N, S, S, 3] in [0, 1] → [N, 3, S, S]."""
+    return torch.from_numpy(np.ascontiguousarray(faces, dtype=np.float32)).permute(0, 3, 1, 2).contiguous()
+
+
 # -- the task -------------------------------------------------------------------------------------------------
 class ExpressionTask:
     """Joint training of both parts; ``freeze_transformer`` trains the reconstruction model (and subjects) only."""
@@ -156,6 +181,9 @@ class ExpressionTask:
         self.train_subject_ids = np.unique(train.subjects)
         rng = np.random.default_rng(0)  # a fixed sample of training clips for the like-for-like temporal figure
         self.train_probe = np.sort(rng.choice(len(train), size=min(len(train), max(8, len(val) or 8)), replace=False))
+        self.uses_reference = rcfg.head == "conv+ref"
+        self.clips_of_subject: dict[int, np.ndarray] = {
+            int(sid): np.flatnonzero(train.subjects == sid) for sid in self.train_subject_ids}
 
     def model_config(self) -> dict[str, Any]:
         return {"transformer": asdict(self.tcfg), "reconstruction": asdict(self.rcfg)}
@@ -189,10 +217,24 @@ class ExpressionTask:
                 flip = torch.cat([flip, flip])
                 x[flip] = torch.flip(x[flip], dims=[3])
             ids = torch.from_numpy(np.concatenate([self.train.subjects[pick]] * 2))
-            yield x, ids
+            if not self.uses_reference:
+                yield x, ids, None
+                continue
+            ref = to_reference(self.train.clip_means()[[self._other_clip(int(i), generator) for i in pick]])
+            ref = torch.cat([ref, ref])
+            if self.flip:
+                ref[flip] = torch.flip(ref[flip], dims=[3])
+            yield x, ids, ref
+
+    def _other_clip(self, clip: int, generator: torch.Generator) -> int:
+        """Another clip of the same subject (the clip itself when it is the subject's only one)."""
+        pool = self.clips_of_subject[int(self.train.subjects[clip])]
+        if len(pool) > 1:
+            pool = pool[pool != clip]
+        return int(pool[int(torch.randint(0, len(pool), (1,), generator=generator))])
 
     def losses(self, model: ExpressionAutoencoder, x: torch.Tensor, subject: torch.Tensor,
-               seen: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               seen: torch.Tensor | None = None, reference: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The three losses of a batch whose first half and second half are neighbouring frames.
 
         ``seen`` [B] (training only): where False the transformer gets the mean subject instead of the
@@ -202,19 +244,20 @@ class ExpressionTask:
         if seen is not None:
             enc_subject = torch.where(seen[:, None], subject, self.mean_subject(model).expand_as(subject))
         tokens = model.transformer(self.normalise(x), enc_subject)
-        rec = model.reconstruction(subject, tokens)
+        rec = model.reconstruction(subject, tokens, reference)
         half = x.shape[0] // 2
         return {"rec": F.mse_loss(rec, x), "temporal": temporal_loss(tokens[:half], tokens[half:]),
                 "diversity": diversity_loss(tokens), "recon": rec}
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-        x, ids = batch
+        x, ids, ref = batch
         x, ids = x.to(device), ids.to(device)
+        ref = None if ref is None else ref.to(device)
         seen = None
         if self.subject_dropout > 0:  # one decision per clip: both frames of a pair see the same subject input
             keep = torch.rand(x.shape[0] // 2, device=device) >= self.subject_dropout
             seen = torch.cat([keep, keep])
-        parts = self.losses(model, x, model.transformer.subject(ids), seen)
+        parts = self.losses(model, x, model.transformer.subject(ids), seen, ref)
         w = self.schedule.weights(self.step)
         self.step += 1
         total = w["rec"] * parts["rec"] + w["temporal"] * parts["temporal"] + w["diversity"] * parts["diversity"]
@@ -226,19 +269,35 @@ class ExpressionTask:
         ids = torch.from_numpy(self.train_subject_ids).to(model.transformer.subject_table.weight.device)
         return model.transformer.subject(ids).mean(0, keepdim=True)
 
-    def _pairs(self, clips: ClipSet, which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(frame, next frame, subject) of every neighbour pair of the clips, at most ``val_pairs`` spread evenly."""
+    def mean_reference(self) -> np.ndarray:
+        """The mean face of every training frame, float32 [S, S, 3]: the ``mean`` subject's reference."""
+        return self.train.images.reshape(len(self.train.images), -1).mean(0, dtype=np.float64).reshape(
+            self.train.images.shape[1:]).astype(np.float32) / 255.0
+
+    def subject_references(self) -> dict[int, np.ndarray]:
+        """Each training subject's reference face, float32 [S, S, 3]: the mean of all its training frames."""
+        out = {}
+        for sid, clips in self.clips_of_subject.items():
+            rows = np.unique(np.concatenate([self.train.clips[i] for i in clips]))
+            out[sid] = self.train.images[rows].astype(np.float32).mean(0) / 255.0
+        return out
+
+    def _pairs(self, clips: ClipSet, which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(frame, next frame, subject, reference clip) of every neighbour pair of the clips, at most
+        ``val_pairs`` spread evenly. The reference clip is the subject's first (enrollment's frames)."""
+        first = clips.first_clip_of_subject()
         a = np.concatenate([clips.clips[i][:-1] for i in which])
         b = np.concatenate([clips.clips[i][1:] for i in which])
         s = np.concatenate([np.full(len(clips.clips[i]) - 1, clips.subjects[i]) for i in which])
+        r = np.asarray([first[int(v)] for v in s], np.int64)
         if self.val_pairs and len(a) > self.val_pairs:
             keep = np.linspace(0, len(a) - 1, self.val_pairs).round().astype(np.int64)
-            a, b, s = a[keep], b[keep], s[keep]
-        return a, b, s
+            a, b, s, r = a[keep], b[keep], s[keep], r[keep]
+        return a, b, s, r
 
     def _measure(self, model: nn.Module, clips: ClipSet, which: np.ndarray, device: torch.device,
                  own_subject: bool) -> dict[str, float]:
-        a, b, subjects = self._pairs(clips, which)
+        a, b, subjects, refs = self._pairs(clips, which)
         sums = {"rec": 0.0, "temporal": 0.0, "diversity": 0.0, "mse": 0.0}
         n = 0
         for s in range(0, len(a), 64):
@@ -249,7 +308,10 @@ class ExpressionTask:
                 subject = model.transformer.subject(ids)
             else:
                 subject = self.mean_subject(model).expand(k, -1)
-            parts = self.losses(model, x, subject)
+            reference = None
+            if self.uses_reference:
+                reference = to_reference(clips.clip_means()[np.concatenate([refs[s : s + 64]] * 2)]).to(device)
+            parts = self.losses(model, x, subject, reference=reference)
             for key in ("rec", "temporal", "diversity"):
                 sums[key] += float(parts[key]) * k
             n += k
@@ -275,12 +337,18 @@ def freeze_transformer(model: ExpressionAutoencoder) -> None:
 
 
 # -- enrollment -----------------------------------------------------------------------------------------------
+def enrollment_reference(images: torch.Tensor) -> torch.Tensor:
+    """The reference face of someone enrolled on ``images`` [N, 3, S, S]: their mean, [3, S, S]."""
+    return images.mean(0)
+
+
 def enroll(transformer: ExpressionTransformer, reconstruction: ReconstructionModel, images: torch.Tensor,
            start: torch.Tensor, *, steps: int = 100, lr: float = 0.05) -> torch.Tensor:
     """A subject embedding for someone new: both networks frozen, only the vector is optimised.
 
     ``images`` float [N, 3, S, S] in [0, 1] (the person's first frames), ``start``
-    [D] (the mean subject). Returns [D].
+    [D] (the mean subject). Returns [D]. A conv+ref decoder renders from
+    :func:`enrollment_reference` of the same frames while the vector is fitted.
     """
     cfg = transformer.config
     mean = torch.tensor(cfg.mean).view(1, 3, 1, 1)
@@ -294,10 +362,13 @@ def enroll(transformer: ExpressionTransformer, reconstruction: ReconstructionMod
     frozen = [p for p in (*transformer.parameters(), *reconstruction.parameters()) if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
+    reference = None
+    if reconstruction.uses_reference:
+        reference = enrollment_reference(images)[None].expand(len(x), -1, -1, -1)
     try:
         for _ in range(steps):
             subject = vec[None].expand(len(x), -1)
-            rec = reconstruction(subject, transformer(x, subject))
+            rec = reconstruction(subject, transformer(x, subject), reference)
             loss = F.mse_loss(rec, images)
             opt.zero_grad()
             loss.backward()

@@ -47,7 +47,7 @@ def eval_reconstruction(model: str | Path, source: str | Path, *, enroll_frames:
     """PSNR/SSIM (mean over frames) of reconstructions after enrollment, and of the mean-face baseline."""
     import torch
 
-    from .expression import enroll, to_tensor
+    from .expression import enroll, enrollment_reference, to_tensor
     from .expression_export import load_parts, track_crops
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -59,12 +59,14 @@ def eval_reconstruction(model: str | Path, source: str | Path, *, enroll_frames:
     x = to_tensor(crops)
     enrol, rest = x[:enroll_frames], x[enroll_frames:]
     vec = enroll(t, r, enrol, torch.from_numpy(subjects.get("mean")), steps=steps)
+    reference = enrollment_reference(enrol)[None] if r.uses_reference else None
     with torch.no_grad():
         outs = []
         for s in range(0, len(rest), 64):
             chunk = rest[s : s + 64]
             subject = vec[None]
-            outs.append(r(subject.expand(len(chunk), -1), _encode(t, chunk, subject)))
+            ref = None if reference is None else reference.expand(len(chunk), -1, -1, -1)
+            outs.append(r(subject.expand(len(chunk), -1), _encode(t, chunk, subject), ref))
         rec = torch.cat(outs).permute(0, 2, 3, 1).numpy()
     truth = rest.permute(0, 2, 3, 1).numpy()
     mean_face = enrol.permute(0, 2, 3, 1).numpy().mean(0)
@@ -158,7 +160,7 @@ def identity_swap(model: str | Path, source: str | Path, target: str, target_cro
     import torch
 
     from ..models._dlib import open_embedder
-    from .expression import enroll, to_tensor
+    from .expression import enroll, enrollment_reference, to_reference, to_tensor
     from .expression_export import load_parts, track_crops
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -171,10 +173,14 @@ def identity_swap(model: str | Path, source: str | Path, target: str, target_cro
     src_vec = enroll(t, r, x[:enroll_frames], torch.from_numpy(subjects.get("mean")), steps=steps)
     tgt_vec = torch.from_numpy(subjects.get(target, "--target"))
     rest = x[enroll_frames:]
+    src_ref = tgt_ref = None
+    if r.uses_reference:
+        src_ref = enrollment_reference(x[:enroll_frames])[None].expand(len(rest), -1, -1, -1)
+        tgt_ref = to_reference(subjects.reference(target, "--target")[None]).expand(len(rest), -1, -1, -1)
     with torch.no_grad():
         tokens = _encode(t, rest, src_vec[None])
-        swapped = r(tgt_vec[None].expand(len(rest), -1), tokens)
-        own = r(src_vec[None].expand(len(rest), -1), tokens)
+        swapped = r(tgt_vec[None].expand(len(rest), -1), tokens, tgt_ref)
+        own = r(src_vec[None].expand(len(rest), -1), tokens, src_ref)
         again = _encode(t, swapped, tgt_vec[None])
     files = sorted(p for p in Path(target_crops).expanduser().rglob("*.jpg"))[:200]
     if not files:

@@ -44,12 +44,16 @@ def export_parts(model: Any, out: Path, task: Any, *, command: str, seconds: flo
     with torch.no_grad():
         table = t.subject_table.weight.numpy()
         ids = [int(i) for i in task.train_subject_ids]
-        subjects = SubjectStore([task.train.names[i] for i in ids], table[ids], ids)
-        subjects.set("mean", task.mean_subject(model)[0].numpy())
+        subjects = SubjectStore([], np.zeros((0, table.shape[1]), np.float32))
+        refs = task.subject_references() if r.uses_reference else {}
+        for i in ids:
+            subjects.set(task.train.names[i], table[i], i, refs.get(i))
+        subjects.set("mean", task.mean_subject(model)[0].numpy(),
+                     reference=task.mean_reference() if r.uses_reference else None)
     written.append(subjects.write(folder / SUBJECTS))
     if onnx:
         rng = np.random.default_rng(0)
-        size, d, k = t.config.image_size, t.config.embed_dim, t.config.tokens
+        size, d, k = t.config.image_size, t.token_dim, t.config.tokens
         image = rng.normal(size=(3, 3, size, size)).astype(np.float32)
         subj = np.stack([subjects.get("mean")] * 3).astype(np.float32)
         written.append(export_onnx_checked(lambda: export_transformer_onnx(t, folder / TRANSFORMER_ONNX, meta),
@@ -57,8 +61,11 @@ def export_parts(model: Any, out: Path, task: Any, *, command: str, seconds: flo
         with torch.no_grad():
             tokens = t(torch.from_numpy(image), torch.from_numpy(subj)).numpy()
         assert tokens.shape == (3, k, d)
+        inputs = [subj, tokens]
+        if r.uses_reference:
+            inputs.append(np.stack([subjects.reference("mean")] * 3).transpose(0, 3, 1, 2).copy())
         written.append(export_onnx_checked(
-            lambda: export_reconstruction_onnx(r, folder / RECONSTRUCTION_ONNX, meta), r, [subj, tokens],
+            lambda: export_reconstruction_onnx(r, folder / RECONSTRUCTION_ONNX, meta), r, inputs,
             "the reconstruction model")[0])
     return written
 
@@ -134,7 +141,7 @@ def enroll_from_video(model: str | Path, source: str | Path, name: str, *, frame
 
     import torch
 
-    from .expression import enroll, psnr, to_tensor
+    from .expression import enroll, enrollment_reference, psnr, to_tensor
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
     if frames < 1:
@@ -143,12 +150,14 @@ def enroll_from_video(model: str | Path, source: str | Path, name: str, *, frame
     crops, _ = track_crops(source, t.config.image_size, max_frames=frames * 3)
     x = to_tensor(crops[:frames])
     vec = enroll(t, r, x, torch.from_numpy(subjects.get("mean")), steps=steps)
+    reference = enrollment_reference(x) if r.uses_reference else None
     with torch.no_grad():
         s = vec[None].expand(len(x), -1)
         mean = torch.tensor(t.config.mean).view(1, 3, 1, 1)
         std = torch.tensor(t.config.std).view(1, 3, 1, 1)
-        fit = psnr(r(s, t((x - mean) / std, s)), x)
-    subjects.set(name, vec.numpy())
+        ref = None if reference is None else reference[None].expand(len(x), -1, -1, -1)
+        fit = psnr(r(s, t((x - mean) / std, s), ref), x)
+    subjects.set(name, vec.numpy(), reference=None if reference is None else reference.permute(1, 2, 0).numpy())
     path = Path(subjects_out).expanduser() if subjects_out else folder / SUBJECTS
     if not subjects_out and not os.access(folder, os.W_OK):
         raise TrainingError(f"{folder}: not writable; pass --subjects-out FILE.npz")

@@ -184,12 +184,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=int)
     p.add_argument("--layers", type=int, help="expression-transformer layers")
     p.add_argument("--ff", type=int, help="feed-forward width")
-    p.add_argument("--tokens", type=int, help="expression tokens per face")
+    p.add_argument("--tokens", type=int, help="expression tokens per face (--readout queries)")
+    p.add_argument("--readout", choices=["queries", "patches"], help="queries: K learned query tokens (the "
+                   "presets); patches: one token per patch, each also feeding its own decoder query")
+    p.add_argument("--token-dim", type=int, help="width of each output token (default: --embed-dim)")
     p.add_argument("--subjects", type=int, help="rows of the subject-embedding table (design: 501)")
-    p.add_argument("--head", choices=["conv", "linear"], help="reconstruction output: upsampling convolutions "
-                   "(default) or one linear patch per query (MAE's)")
-    p.add_argument("--tokenizer", choices=["conv", "dinov2"], default="conv",
-                   help="conv: a small patch tokenizer trained jointly; dinov2: ViT-S/14 patch tokens (--dinov2)")
+    p.add_argument("--head", choices=["conv", "linear", "conv+ref"], help="reconstruction output: upsampling "
+                   "convolutions (default), one linear patch per query (MAE's), or conv+ref: convolutions that also "
+                   "read the subject's reference face (its mean crop)")
+    p.add_argument("--tokenizer", choices=["conv", "conv+fer", "dinov2"], default="conv",
+                   help="conv: a small patch tokenizer trained jointly; conv+fer: that and the frozen FER-2013 "
+                   "emotion CNN's patch tokens (--fer-model); dinov2: ViT-S/14 patch tokens (--dinov2)")
+    p.add_argument("--fer-model", default="facegraph/fer_cnn", metavar="ONNX",
+                   help="conv+fer: the emotion CNN (an ONNX export of facegraph train fer; default the shipped one)")
     p.add_argument("--dinov2", metavar="WEIGHTS.pth", default="",
                    help="DINOv2 ViT-S/14 weights (dinov2_vits14_pretrain.pth; see facegraph models)")
     p.add_argument("--train-dinov2", action="store_true", help="fine-tune DINOv2 too (default frozen)")
@@ -562,6 +569,20 @@ def _weights(text: str, flag: str) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
+def _fer_onnx(args: argparse.Namespace) -> str | None:
+    """The --fer-model path for the conv+fer tokenizer (None for the other tokenizers)."""
+    if args.tokenizer != "conv+fer":
+        return None
+    from facegraph import ModelError
+
+    from ..models._onnx import resolve_model
+
+    try:
+        return str(resolve_model(args.fer_model, what="emotion CNN"))
+    except ModelError as exc:
+        raise TrainingError(f"--fer-model: {exc}") from None
+
+
 def train_expression(args: argparse.Namespace) -> int:
     from ..nets.reconstruction import preset_configs
     from .expression import ExpressionTask, LossSchedule, load_clip_set
@@ -572,8 +593,9 @@ def train_expression(args: argparse.Namespace) -> int:
     try:
         tcfg, rcfg = preset_configs(args.preset, image_size=args.image_size, patch=args.patch,
                                     embed_dim=args.embed_dim, heads=args.heads, layers=args.layers, ff=args.ff,
-                                    tokens=args.tokens, subjects=args.subjects, tokenizer=args.tokenizer,
-                                    head=args.head,
+                                    tokens=args.tokens, readout=args.readout, token_dim=args.token_dim,
+                                    subjects=args.subjects, tokenizer=args.tokenizer,
+                                    head=args.head, fer_onnx=_fer_onnx(args),
                                     dinov2=args.dinov2, train_dinov2=args.train_dinov2)
     except ValueError as exc:
         raise TrainingError(f"--preset {args.preset}: {exc}") from None

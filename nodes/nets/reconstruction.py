@@ -135,6 +135,15 @@ def sincos_2d(side: int, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)[None]
 
 
+def _patch_grid(image_size: int, patch: int, embed_dim: int, heads: int) -> int:
+    """Patches per side, after the checks both models share (whole patches, whole attention heads)."""
+    if embed_dim % heads:
+        raise ValueError(f"embed_dim {embed_dim} is not divisible by {heads} heads")
+    if image_size % patch:
+        raise ValueError(f"image_size {image_size} is not a multiple of patch {patch}")
+    return image_size // patch
+
+
 def _encoder_stack(dim: int, heads: int, ff: int, layers: int, dropout: float) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(dim, heads, ff, dropout, activation="gelu", batch_first=True,
                                        norm_first=True)
@@ -252,11 +261,7 @@ class ExpressionTransformer(nn.Module):
     def __init__(self, config: TransformerConfig | None = None, **overrides: Any) -> None:
         super().__init__()
         self.config = cfg = config or TransformerConfig(**overrides)
-        if cfg.embed_dim % cfg.heads:
-            raise ValueError(f"embed_dim {cfg.embed_dim} is not divisible by {cfg.heads} heads")
-        if cfg.image_size % cfg.patch:
-            raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch {cfg.patch}")
-        side = cfg.image_size // cfg.patch
+        side = _patch_grid(cfg.image_size, cfg.patch, cfg.embed_dim, cfg.heads)
         if cfg.readout not in ("queries", "patches"):
             raise ValueError(f"unknown readout {cfg.readout!r} (queries or patches)")
         if cfg.readout == "patches" and cfg.tokens != readout_tokens(cfg):
@@ -323,11 +328,7 @@ class ReconstructionModel(nn.Module):
     def __init__(self, config: ReconstructionConfig | None = None, **overrides: Any) -> None:
         super().__init__()
         self.config = cfg = config or ReconstructionConfig(**overrides)
-        if cfg.image_size % cfg.patch:
-            raise ValueError(f"image_size {cfg.image_size} is not a multiple of patch {cfg.patch}")
-        if cfg.embed_dim % cfg.heads:
-            raise ValueError(f"embed_dim {cfg.embed_dim} is not divisible by {cfg.heads} heads")
-        self.side = cfg.image_size // cfg.patch
+        self.side = _patch_grid(cfg.image_size, cfg.patch, cfg.embed_dim, cfg.heads)
         d = cfg.embed_dim
         self.register_buffer("base_pos", sincos_2d(self.side, d), persistent=False)
         if cfg.spatial_tokens and cfg.tokens not in (self.side**2, self.side**2 + 1):

@@ -88,6 +88,29 @@ def test_sigkill_of_a_worker_ends_the_run():
         assert gone, f"worker {name} (pid {worker}) still runs after the failure"
 
 
+
+@pytest.mark.timeout(60)
+def test_a_worker_reaped_before_the_supervisor_looks_still_ends_the_run():
+    """A worker that dies and is reaped (here by multiprocessing.active_children) before the supervisor polls again
+    used to drop out of the poll unseen: the run then waited for its frames for ever."""
+    import multiprocessing
+
+    run = facegraph.run(slow_graph(), executor="process", max_in_flight=4)
+    it = iter(run)
+    for _ in range(3):
+        next(it)
+    pid = dict(run.options.extra["workers"])["victim"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the killed worker did not die"
+        time.sleep(0.02)
+    multiprocessing.active_children()  # reaps it: its exitcode is set before the supervisor's next poll
+    with pytest.raises(NodeFailure) as info:
+        for _ in it:
+            pass
+    assert info.value.node == "victim" and info.value.cause == "worker died by signal SIGKILL"
+
 GRAPH_YAML = """\
 name: interrupted
 nodes:

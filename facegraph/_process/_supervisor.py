@@ -102,6 +102,7 @@ class Supervisor:
         self.cpu_at_go: float | None = None
         self._poller: Any = None
         self._poll_key: Any = None
+        self._exits_seen: set[int] = set()  # pids whose death on_exit has handled
 
     # ---- start ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,7 +164,9 @@ class Supervisor:
     def poll(self, timeout_ms: int | None) -> list[list[Any]]:
         """Wait for messages, a worker's death or a control request; handle what does not concern the caller."""
         link_fds = self.links.fds()
-        running = {p.sentinel: i for i, p in self.procs.items() if i not in self.byes and p.exitcode is None}
+        # every process whose exit is not handled yet, dead ones included: one that died since the last poll (and
+        # was reaped by an exitcode check) still has a readable sentinel, so the poll below returns and on_exit runs
+        running = {p.sentinel: i for i, p in self.procs.items() if i not in self.byes and p.pid not in self._exits_seen}
         key = (tuple(link_fds), tuple(running))
         if key != self._poll_key:  # the same sockets and processes as last time, as a rule: keep the poller
             poller = zmq.Poller()
@@ -180,6 +183,7 @@ class Supervisor:
             self.answer_control()
         for fd, index in running.items():
             if fd in events:
+                self._exits_seen.add(self.procs[index].pid)
                 self.on_exit(index)
         return out
 

@@ -99,6 +99,8 @@ def test_reference_head_needs_and_reads_the_reference(tmp_path):
         assert not torch.allclose(dec(s, tok, a), dec(s, tok, b))
     with pytest.raises(ValueError, match="reference face"):
         dec(s, tok)
+    with torch.no_grad():  # one reference face is broadcast to the batch
+        assert torch.equal(dec(s, tok, a[:1]), dec(s, tok, a[:1].expand(3, -1, -1, -1)))
     path = export_reconstruction_onnx(dec, tmp_path / "r.onnx")
     sess = ort.InferenceSession(str(path))
     assert [i.name for i in sess.get_inputs()] == ["subject", "tokens", "reference"]
@@ -118,7 +120,7 @@ def test_training_references_come_from_another_clip_of_the_subject():
     t, r = small(head="conv+ref")
     train = clip_set()
     task = ExpressionTask(train, clip_set(2), t, r, flip=False)
-    means = train.clip_means()
+    means = train.clip_means
     np.testing.assert_allclose(means[1], train.images[4:8].mean(0) / 255.0, atol=1e-6)
     x, ids, ref = next(task.train_batches(0, 3, torch.Generator().manual_seed(0)))
     assert ref.shape == x.shape

@@ -323,7 +323,8 @@ class ExpressionTransformer(nn.Module):
 
 class ReconstructionModel(nn.Module):
     """(subject embedding [B, D], tokens [B, K, E][, reference face [B, 3, S, S]]) → face [B, 3, S, S] in [0, 1],
-    RGB. The reference (in [0, 1]) is taken by the conv+ref head only (``uses_reference``)."""
+    RGB. The reference (in [0, 1]; one face is broadcast to the batch) is taken by the conv+ref head only
+    (``uses_reference``)."""
 
     def __init__(self, config: ReconstructionConfig | None = None, **overrides: Any) -> None:
         super().__init__()
@@ -367,6 +368,7 @@ class ReconstructionModel(nn.Module):
         if self.uses_reference:
             if reference is None:
                 raise ValueError("the conv+ref head renders from a reference face: pass reference [B, 3, S, S]")
+            reference = reference.expand(b, -1, -1, -1)
             q = q + self.reference_in(reference * 2 - 1)
         x = self.norm(self.mix(self.cross(q, memory)))
         p, side = self.config.patch, self.side

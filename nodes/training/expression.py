@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +100,11 @@ class ClipSet:
     def __len__(self) -> int:
         return len(self.clips)
 
+    @cached_property
     def clip_means(self) -> np.ndarray:
         """Each clip's mean face, float32 [n_clips, S, S, 3] in [0, 1]: the reference faces of the conv+ref head."""
-        if not hasattr(self, "_means"):
-            self._means = np.stack([self.images[c].astype(np.float32).mean(0) / 255.0 for c in self.clips]) \
-                if self.clips else np.zeros((0, *self.images.shape[1:]), np.float32)
-        return self._means
+        return np.stack([self.images[c].mean(0, dtype=np.float32) / 255.0 for c in self.clips]) \
+            if self.clips else np.zeros((0, *self.images.shape[1:]), np.float32)
 
     def first_clip_of_subject(self) -> dict[int, int]:
         """subject id → its first clip (the enrollment-like reference of validation)."""
@@ -220,7 +220,7 @@ class ExpressionTask:
             if not self.uses_reference:
                 yield x, ids, None
                 continue
-            ref = to_reference(self.train.clip_means()[[self._other_clip(int(i), generator) for i in pick]])
+            ref = to_reference(self.train.clip_means[[self._other_clip(int(i), generator) for i in pick]])
             ref = torch.cat([ref, ref])
             if self.flip:
                 ref[flip] = torch.flip(ref[flip], dims=[3])
@@ -271,15 +271,14 @@ class ExpressionTask:
 
     def mean_reference(self) -> np.ndarray:
         """The mean face of every training frame, float32 [S, S, 3]: the ``mean`` subject's reference."""
-        return self.train.images.reshape(len(self.train.images), -1).mean(0, dtype=np.float64).reshape(
-            self.train.images.shape[1:]).astype(np.float32) / 255.0
+        return (self.train.images.mean(0, dtype=np.float64) / 255.0).astype(np.float32)
 
     def subject_references(self) -> dict[int, np.ndarray]:
         """Each training subject's reference face, float32 [S, S, 3]: the mean of all its training frames."""
         out = {}
         for sid, clips in self.clips_of_subject.items():
             rows = np.unique(np.concatenate([self.train.clips[i] for i in clips]))
-            out[sid] = self.train.images[rows].astype(np.float32).mean(0) / 255.0
+            out[sid] = self.train.images[rows].mean(0, dtype=np.float32) / 255.0
         return out
 
     def _pairs(self, clips: ClipSet, which: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -310,7 +309,7 @@ class ExpressionTask:
                 subject = self.mean_subject(model).expand(k, -1)
             reference = None
             if self.uses_reference:
-                reference = to_reference(clips.clip_means()[np.concatenate([refs[s : s + 64]] * 2)]).to(device)
+                reference = to_reference(clips.clip_means[np.concatenate([refs[s : s + 64]] * 2)]).to(device)
             parts = self.losses(model, x, subject, reference=reference)
             for key in ("rec", "temporal", "diversity"):
                 sums[key] += float(parts[key]) * k
@@ -364,7 +363,7 @@ def enroll(transformer: ExpressionTransformer, reconstruction: ReconstructionMod
         p.requires_grad_(False)
     reference = None
     if reconstruction.uses_reference:
-        reference = enrollment_reference(images)[None].expand(len(x), -1, -1, -1)
+        reference = enrollment_reference(images)[None]
     try:
         for _ in range(steps):
             subject = vec[None].expand(len(x), -1)

@@ -65,8 +65,7 @@ def eval_reconstruction(model: str | Path, source: str | Path, *, enroll_frames:
         for s in range(0, len(rest), 64):
             chunk = rest[s : s + 64]
             subject = vec[None]
-            ref = None if reference is None else reference.expand(len(chunk), -1, -1, -1)
-            outs.append(r(subject.expand(len(chunk), -1), _encode(t, chunk, subject), ref))
+            outs.append(r(subject.expand(len(chunk), -1), _encode(t, chunk, subject), reference))
         rec = torch.cat(outs).permute(0, 2, 3, 1).numpy()
     truth = rest.permute(0, 2, 3, 1).numpy()
     mean_face = enrol.permute(0, 2, 3, 1).numpy().mean(0)
@@ -175,8 +174,8 @@ def identity_swap(model: str | Path, source: str | Path, target: str, target_cro
     rest = x[enroll_frames:]
     src_ref = tgt_ref = None
     if r.uses_reference:
-        src_ref = enrollment_reference(x[:enroll_frames])[None].expand(len(rest), -1, -1, -1)
-        tgt_ref = to_reference(subjects.reference(target, "--target")[None]).expand(len(rest), -1, -1, -1)
+        src_ref = enrollment_reference(x[:enroll_frames])[None]
+        tgt_ref = to_reference(subjects.reference(target, "--target")[None])
     with torch.no_grad():
         tokens = _encode(t, rest, src_vec[None])
         swapped = r(tgt_vec[None].expand(len(rest), -1), tokens, tgt_ref)

@@ -155,8 +155,7 @@ def enroll_from_video(model: str | Path, source: str | Path, name: str, *, frame
         s = vec[None].expand(len(x), -1)
         mean = torch.tensor(t.config.mean).view(1, 3, 1, 1)
         std = torch.tensor(t.config.std).view(1, 3, 1, 1)
-        ref = None if reference is None else reference[None].expand(len(x), -1, -1, -1)
-        fit = psnr(r(s, t((x - mean) / std, s), ref), x)
+        fit = psnr(r(s, t((x - mean) / std, s), None if reference is None else reference[None]), x)
     subjects.set(name, vec.numpy(), reference=None if reference is None else reference.permute(1, 2, 0).numpy())
     path = Path(subjects_out).expanduser() if subjects_out else folder / SUBJECTS
     if not subjects_out and not os.access(folder, os.W_OK):

@@ -27,37 +27,10 @@ ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 
 def _warp_module(size: int = 112):
     """RGB crop on the nets' template (−1…1) → FER's gray 48×48 (its template, same normalisation)."""
-    import torch
-    import torch.nn.functional as F  # noqa: N812 - the usual name
-    from facegraph.nodes.face._align import umeyama
-    from facegraph.nodes.models._crops import CropSpec
-    from facegraph.nodes.models.facepose import crop_template
+    from facegraph.nodes.nets.fer_features import CropToFer, crop_to_fer_theta
 
     meta = json.loads(_fer_path().with_suffix(".json").read_text())
-    spec = CropSpec.from_metadata(meta, size=int(meta["input_size"]), color="gray")
-    out = spec.size
-    # crop (size px) → FER input (out px): the similarity taking our five template points to FER's
-    m = umeyama(crop_template(size), np.asarray(spec.template, np.float64) * out)
-    inv = np.linalg.inv(np.vstack([m, [0, 0, 1]]))[:2]  # FER pixel → crop pixel
-    # in align_corners=False normalised coordinates: u = (2x + 1)/n − 1
-    to_px_out = np.array([[out / 2, 0, out / 2 - 0.5], [0, out / 2, out / 2 - 0.5], [0, 0, 1]])
-    to_norm_in = np.array([[2 / size, 0, 1 / size - 1], [0, 2 / size, 1 / size - 1], [0, 0, 1]])
-    theta = (to_norm_in @ np.vstack([inv, [0, 0, 1]]) @ to_px_out)[:2]
-
-    class CropToFer(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            theta_t = torch.tensor(theta, dtype=torch.float64)[None]  # a fixed warp: its grid is a constant
-            grid = F.affine_grid(theta_t, [1, 1, out, out], align_corners=False).float()
-            self.register_buffer("grid", grid)
-            self.register_buffer("gray", torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1))
-
-        def forward(self, image: torch.Tensor) -> torch.Tensor:
-            g = (image * self.gray).sum(1, keepdim=True)
-            grid = self.grid.expand(image.shape[0], -1, -1, -1)
-            return F.grid_sample(g, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-    return CropToFer()
+    return CropToFer(crop_to_fer_theta(meta, size))
 
 
 def _fer_path() -> Path:

@@ -36,6 +36,17 @@ def _model_folder(spec: str, what: str) -> Any:
         raise ModelError(f"{what}: {exc}") from None
 
 
+def _reads_fhog(spec: str) -> bool:
+    """Whether the AU model's metadata says it takes FHOG as a second input (``train au --net fhog+fer``)."""
+    import json
+
+    try:
+        meta = json.loads((_model_folder(spec, "AU model") / "au_net.json").read_text())
+    except (ModelError, OSError, ValueError):
+        return False  # a missing model is requirements()'s to report
+    return meta.get("input") == "image+fhog"
+
+
 def _five_from_68(points: np.ndarray) -> np.ndarray:
     return np.stack([points[36:42].mean(0), points[42:48].mean(0), points[30], points[48], points[54]])
 
@@ -150,6 +161,9 @@ class AUNN(Node):
     """
 
     crops = Input(CROPS, doc="112×112 crops on the nets' template (landmarks.nn's crops)")
+    landmarks = Input(LANDMARKS, optional=True,
+                      doc="the faces' 68 points in the frame (landmarks.nn's landmarks68): needed by nets that read "
+                      "FHOG (facegraph train au --net fhog+fer)")
     aus = Output(AUS)
 
     model = Param(str, "", doc="folder with au_net.onnx + .json (+ .mlpackage, checkpoint)")
@@ -165,6 +179,13 @@ class AUNN(Node):
             return [str(exc)]
         return []
 
+    @classmethod
+    def link_requirements(cls, values: dict[str, Any], upstream: dict[str, dict[str, Any]]) -> list[str]:
+        if "landmarks" in upstream or not _reads_fhog(values.get("model") or ""):
+            return []
+        return [f"model {values.get('model')} reads FHOG aligned by the 68 landmarks: connect au.nn's landmarks "
+                "input (e.g. landmarks: lm.landmarks68)"]
+
     def open(self) -> None:
         from ..models.facepose import load_au_predictor
 
@@ -176,9 +197,24 @@ class AUNN(Node):
 
         self.references = TrackReferences()
 
-    def process(self, crops: Any) -> dict[str, Any]:
+    def _crop_landmarks(self, crops: Any, landmarks: Any) -> np.ndarray:
+        """Each face's 68 points moved into its crop (the crop's matrix maps the frame onto it)."""
+        if landmarks is None:
+            raise ModelError(f"au.nn: model {self.model} reads FHOG aligned by the 68 landmarks: connect its "
+                             "landmarks input (e.g. landmarks: lm.landmarks68)")
+        points = np.asarray(landmarks.points, np.float64).reshape(-1, 68, 2)
+        matrices = np.asarray(crops.matrices, np.float64).reshape(-1, 2, 3)
+        if len(points) != len(matrices):
+            raise ModelError(f"au.nn: {len(matrices)} crops but {len(points)} faces' landmarks in this frame "
+                             "(connect the landmarks of the node that made the crops)")
+        return np.stack([transform_points(p, m) for p, m in zip(points, matrices, strict=True)]) if len(points) \
+            else np.zeros((0, 68, 2))
+
+    def process(self, crops: Any, landmarks: Any = None) -> dict[str, Any]:
         images = np.asarray(crops.images)
-        if self.net.person_norm and len(images):
+        if self.net.needs_landmarks:
+            out = self.net.predict_batch(images, landmarks=self._crop_landmarks(crops, landmarks))
+        elif self.net.person_norm and len(images):
             ids = np.arange(len(images)) if crops.get("track_id") is None else np.asarray(crops.track_id)
             features = self.net.features_batch(images)
             out = self.net.predict_features(features, self.references.update(ids, features))

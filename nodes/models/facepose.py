@@ -58,11 +58,11 @@ class BackendUnavailable(Exception):
 
 
 class _Runner:
-    """Runs (N, 3, S, S) float32 → list of outputs in the metadata's order."""
+    """Runs (N, 3, S, S) float32 (and any further inputs, e.g. FHOG) → list of outputs in the metadata's order."""
 
     name = ""
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
         raise NotImplementedError
 
 
@@ -75,10 +75,11 @@ class OnnxRunner(_Runner):
         self.session = ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
         self.providers = self.session.get_providers()
         self.name = "onnx-gpu" if any(p != "CPUExecutionProvider" for p in self.providers) else "onnx-cpu"
-        self.input = self.session.get_inputs()[0].name
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.input = self.inputs[0]
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(None, {self.input: x})
+    def __call__(self, x: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, dict(zip(self.inputs, (x, *more), strict=True)))
 
 
 class CoreMLRunner(_Runner):
@@ -94,7 +95,7 @@ class CoreMLRunner(_Runner):
         if len(self.outputs) != len(outputs):
             raise BackendUnavailable(f"{path}: {len(self.outputs)} outputs, the metadata names {len(outputs)}")
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
         rows = [self.model.predict({self.input: x[i:i + 1]}) for i in range(len(x))]
         return [np.concatenate([np.asarray(r[name]) for r in rows]) for name in self.outputs]
 
@@ -105,11 +106,11 @@ class TorchRunner(_Runner):
     def __init__(self, model: Any, device: str) -> None:
         self.model, self.device = model.eval(), device
 
-    def __call__(self, x: np.ndarray) -> list[np.ndarray]:
+    def __call__(self, x: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
         import torch
 
         with torch.no_grad():
-            out = self.model(torch.from_numpy(x).to(self.device))
+            out = self.model(*(torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in (x, *more)))
         out = out if isinstance(out, tuple) else (out,)
         return [o.float().cpu().numpy() for o in out]
 
@@ -215,6 +216,10 @@ def load_torch(checkpoint: Path, meta: dict[str, Any], device: str | None = None
         model = AUPredictionNet(width_mult=config.get("width_mult", 1.0), dropout=config.get("dropout", 0.3),
                                 num_aus=len(config.get("au_names") or AU_NAMES),
                                 person_norm=bool(config.get("person_norm")), with_frame=bool(config.get("with_frame")))
+    elif net == "FhogFerAUNet":
+        from ..nets.au_hybrid import FhogFerAUNet
+
+        model = FhogFerAUNet(len(config.get("au_names") or AU_NAMES), float(config.get("fer_weight", 2.0)))
     else:
         raise BackendUnavailable(f"{checkpoint}: not a landmark-pose or AU-net checkpoint")
     try:
@@ -368,10 +373,10 @@ class _Predictor:
         x = rgb.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
         return np.ascontiguousarray((x - self.mean) / self.std, dtype=np.float32)
 
-    def run(self, bgr: np.ndarray) -> list[np.ndarray]:
+    def run(self, bgr: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
         if len(bgr) == 0:
             return []
-        return self.runner(self.preprocess(bgr))
+        return self.runner(self.preprocess(bgr), *more)
 
 
 class LandmarkPosePredictor(_Predictor):
@@ -402,6 +407,21 @@ class AUPredictor(_Predictor):
 
     def get_au_names(self) -> list[str]:
         return list(self.meta.get("au_names") or AU_NAMES)
+
+    @property
+    def needs_landmarks(self) -> bool:
+        """Whether the net reads FHOG aligned by the face's 68 landmarks (``train au --net fhog+fer``)."""
+        return (self.meta.get("input") == "image+fhog"
+                or (self.meta.get("model_config") or {}).get("input") == "image+fhog")
+
+    def _fhog(self, bgr: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
+        if landmarks is None:
+            raise ModelError("this AU net reads FHOG of the face aligned by its 68 landmarks: give landmarks "
+                             "(N, 68, 2) in the crops' pixels (in a graph: connect au.nn's landmarks input, "
+                             "e.g. lm.landmarks68)")
+        from ..face._aligned_hog import aligned_fhog
+
+        return aligned_fhog(bgr, landmarks)
 
     @property
     def person_norm(self) -> bool:
@@ -438,12 +458,18 @@ class AUPredictor(_Predictor):
         aus = np.asarray(self._head()(f, ref)[0], np.float32)
         return {"au_intensities": np.clip(aus, 0.0, 5.0), "au_names": self.get_au_names()}
 
-    def predict_batch(self, bgr: np.ndarray, reference: np.ndarray | None = None) -> dict[str, Any]:
+    def predict_batch(self, bgr: np.ndarray, reference: np.ndarray | None = None,
+                      landmarks: np.ndarray | None = None) -> dict[str, Any]:
         """AUs (N, 17). A person-normalised net: ``reference`` (F,) or (N, F), by default the batch's mean
-        features (the batch taken as one person's frames); ``features`` come back too."""
+        features (the batch taken as one person's frames); ``features`` come back too. A net that reads
+        FHOG (``needs_landmarks``): ``landmarks`` (N, 68, 2), each crop's 68 points in its pixels."""
         bgr = np.asarray(bgr)
         if len(bgr) == 0:
             return {"au_intensities": np.zeros((0, NUM_AUS), np.float32), "au_names": self.get_au_names()}
+        if self.needs_landmarks:
+            hog = self._fhog(bgr, landmarks)
+            return {"au_intensities": np.clip(np.asarray(self.run(bgr, hog)[0], np.float32), 0.0, 5.0),
+                    "au_names": self.get_au_names()}
         if not self.person_norm:
             if reference is not None:
                 raise ModelError("reference given to an AU net that is not person-normalised")
@@ -454,8 +480,10 @@ class AUPredictor(_Predictor):
         out["features"] = f
         return out
 
-    def predict(self, bgr_112: np.ndarray, reference: np.ndarray | None = None) -> dict[str, Any]:
-        values = self.predict_batch(np.asarray(bgr_112)[None], reference)["au_intensities"][0]
+    def predict(self, bgr_112: np.ndarray, reference: np.ndarray | None = None,
+                landmarks: np.ndarray | None = None) -> dict[str, Any]:
+        points = None if landmarks is None else np.asarray(landmarks)[None]
+        values = self.predict_batch(np.asarray(bgr_112)[None], reference, points)["au_intensities"][0]
         return {"au_intensities": values, "au_dict": dict(zip(self.get_au_names(), map(float, values), strict=True))}
 
 

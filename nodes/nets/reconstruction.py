@@ -254,6 +254,12 @@ class FerTokenizer(nn.Module):
         emb = self.embed(self.blocks[-1](h).mean(dim=(2, 3)))
         return grid, emb[:, None]
 
+    def embed_gray(self, h: torch.Tensor) -> torch.Tensor:
+        """The raw 128-D embedding of gray 48 px faces already normalised as FER's input ([B, 1, 48, 48])."""
+        for block in self.blocks:
+            h = block(h)
+        return self.embed(h.mean(dim=(2, 3)))
+
 
 class ExpressionTransformer(nn.Module):
     """(image [B, 3, S, S] normalised, subject embedding [B, D]) → expression tokens [B, K, D]."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from .errors import TrainingError
 
@@ -60,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="a person-normalised net's reference per video, frames in video order: the mean "
                            "of the frames so far, this one included (causal: what the au.nn node does), or of "
                            "all the video's frames")
+            p.add_argument("--landmarks", default="facegraph/landmark_pose_w05", metavar="MODEL",
+                           help="a net that reads FHOG (train au --net fhog+fer): whose 68 landmarks align it, a "
+                           "landmark-pose model folder (default: the shipped one, as video_au_nn.yaml) or 'teacher' "
+                           "(the file's own: an upper bound)")
         if name == "landmark-pose":
             p.add_argument("--pdm-fit", action="store_true", help="also head rotation from OpenFace's PDM fitted "
                            "to the net's landmarks (needs facegraph models fetch openface-au; slow)")
@@ -173,6 +178,26 @@ def eval_fer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fhog_landmarks(args: argparse.Namespace, predictor, rows, bgr) -> tuple[Any, str]:
+    """The 68 points in crop pixels that align an FHOG-reading AU net's input (None for other nets)."""
+    if args.family != "au" or not getattr(predictor, "needs_landmarks", False):
+        return None, ""
+    if args.landmarks == "teacher":
+        return rows.landmarks, "the teacher's landmarks"
+    from facegraph import FacegraphError
+
+    from ..models.facepose import load_predictor
+
+    try:
+        net = load_predictor(args.landmarks)
+    except FacegraphError as exc:
+        raise TrainingError(f"--landmarks {args.landmarks}: {exc}") from None
+    import numpy as np
+
+    points = np.concatenate([net.predict_batch(bgr[i:i + 256])["landmarks"] for i in range(0, len(bgr), 256)])
+    return points, f"landmarks of {args.landmarks}"
+
+
 def eval_facepose(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -202,10 +227,15 @@ def eval_facepose(args: argparse.Namespace) -> int:
     if args.family == "au" and getattr(predictor, "person_norm", False):
         rows = rows.subset(np.lexsort((rows.frame_indices, rows.video_names)))  # each video's frames in order
     bgr = rows.images[..., ::-1]
+    points, aligned_by = _fhog_landmarks(args, predictor, rows, bgr)
     out: dict = {}
     for i in range(0, len(rows), 256):
-        part = (predictor.predict_batch(bgr[i:i + 256]) if not getattr(predictor, "person_norm", False)
-                else {"features": predictor.features_batch(bgr[i:i + 256])})
+        if points is not None:
+            part = predictor.predict_batch(bgr[i:i + 256], landmarks=points[i:i + 256])
+        elif getattr(predictor, "person_norm", False):
+            part = {"features": predictor.features_batch(bgr[i:i + 256])}
+        else:
+            part = predictor.predict_batch(bgr[i:i + 256])
         for k, v in part.items():
             if isinstance(v, np.ndarray):
                 out.setdefault(k, []).append(v)
@@ -238,6 +268,9 @@ def eval_facepose(args: argparse.Namespace) -> int:
         names = predictor.get_au_names()
         scores = au_scores(out["au_intensities"], rows.au_intensities, names)
         scores.update(within_video_r(out["au_intensities"], rows.au_intensities, rows.video_names, names))
+        if aligned_by:
+            reference = f", FHOG aligned by {aligned_by}"
+            scores["fhog_landmarks"] = args.landmarks
         print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}{reference}:")
         print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores['val_aus_scored'])} AUs (r defined), "
               f"mean CCC {scores['val_mean_ccc']:.3f}, MAE {scores['val_mae']:.3f}; within each video: mean r "
@@ -248,7 +281,7 @@ def eval_facepose(args: argparse.Namespace) -> int:
                   f"MAE {scores[f'val_mae_{name}']:.3f}  teacher sd {sd:.2f}  within-video r "
                   f"{scores[f'within_video_r_{name}']:6.3f}")
     if args.json:
-        extra = {"reference": args.reference} if reference else {}
+        extra = {"reference": args.reference} if "features" in out else {}
         Path(args.json).write_text(json.dumps({"model": str(args.model), "backend": predictor.backend, **extra,
                                                "videos": videos, "faces": len(rows), "scores": scores},
                                               indent=2) + "\n")

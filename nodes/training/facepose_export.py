@@ -61,6 +61,52 @@ def _person_norm(task: LandmarkPoseTask | AUTask) -> bool:
     return bool(getattr(task, "person_norm", False))
 
 
+def _fhog_input(task: Any) -> bool:
+    return task.model_config().get("input") == "image+fhog"
+
+
+def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str], meta: dict[str, Any],
+                     sample: np.ndarray) -> list[Path]:
+    """``au_net.onnx`` with two inputs, (image, fhog) → clipped AUs; its held-out scores; no CoreML (see below)."""
+    import onnxruntime as ort
+
+    from ..nets.au_hybrid import ClippedAUs
+    from .au_hybrid import fhog_of
+
+    rows = task.val if len(task.val) else task.train
+    hog = task.val_hog()[:len(sample)] if len(task.val) else fhog_of(rows.images[:len(sample)],
+                                                                      rows.landmarks[:len(sample)])
+    meta.update(input="image+fhog", inputs=["image", "fhog"], licence=FHOG_FER_LICENCE,
+                fhog={"dim": int(hog.shape[1]), "landmarks": "the face's 68 iBUG landmarks in the crop's pixels",
+                      "how": "FHOG (dlib's 31 channels, 8 px cells: 12×12×31) of the crop re-aligned OpenFace's way: "
+                             "a similarity on the rigid points to the PDM-mean template at 112 px "
+                             "(facegraph.nodes.face._aligned_hog.aligned_fhog)"},
+                held_out_landmarks=task.val_landmarks_from,
+                coreml="not exported: CoreML would take the image half only and FHOG runs in numpy either way")
+    written: list[Path] = []
+    if "onnx" in targets:
+        wrapped = ClippedAUs(model).eval()
+        args = (torch.from_numpy(sample), torch.from_numpy(np.ascontiguousarray(hog, np.float32)))
+        path = export_onnx(wrapped, args, out / "au_net.onnx", ["image", "fhog"], ["au_intensities"])
+        meta["onnx_max_abs_diff"] = onnx_parity(path, wrapped, [a.numpy() for a in args], tolerance=PARITY)
+        if len(task.val):
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            val_hog = task.val_hog()
+            aus = np.concatenate([session.run(None, {"image": to_input(rows.images[i:i + 128]).numpy(),
+                                                     "fhog": val_hog[i:i + 128]})[0]
+                                  for i in range(0, len(rows), 128)])
+            meta["scores"] = au_scores(aus, rows.au_intensities, task.train.au_names)
+        meta["exported"] = time.strftime("%Y-%m-%d %H:%M:%S")
+        written.append(path)
+    path = out / "au_net.json"
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+    return [*written, path]
+
+
+FHOG_FER_LICENCE = ("trained to mimic OpenFace (academic, non-commercial licence) on the FER-2013 CNN's features "
+                    "(FER-2013: research use only): both apply; not in the wheel")
+
+
 def _onnx_scores(path: Path, task: LandmarkPoseTask | AUTask) -> dict[str, float]:
     """Held-out scores of the exported file itself (ONNX Runtime, CPU)."""
     import onnxruntime as ort
@@ -98,6 +144,8 @@ def export_all(model: nn.Module, out: Path, task: LandmarkPoseTask | AUTask, tar
     meta["weights"] = weights
     sample = to_input(task.val.images[:8] if len(task.val) else task.train.images[:8], task.image_size).numpy()
     written = []
+    if _fhog_input(task):
+        return _export_fhog_fer(model, out, task, targets, meta, sample)
     if "onnx" in targets and _person_norm(task):
         features, head = AUFeatures(model), AUHead(model)
         path = export_onnx(features, (torch.from_numpy(sample),), out / f"{name}.onnx", ["image"], ["features"])

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..face import _fhog
-from ..face._align import openface_matrix, transform_points, warp_crops
+from ..face._align import transform_points, warp_crops
+from ..face._aligned_hog import aligned_fhog
 from ..face._pdm_params import params_to_crop, params_to_frame  # noqa: F401 - re-exported
 from ..io import _openface as of
 from ..models.facepose import ZOOM, crop_template  # noqa: F401 - re-exported: the nets' crop
@@ -108,8 +108,7 @@ def sample(frame_bgr: np.ndarray, points: np.ndarray, global_params: np.ndarray,
     matrix = crop_matrix(points)
     crop = warp_crops(frame_bgr, matrix[None], SIZE)[0]
     if hog:
-        face = warp_crops(frame_bgr, openface_matrix(points, SIZE)[None], SIZE)[0]
-        hog_values = _fhog.descriptor(_fhog.fhog(face))
+        hog_values = aligned_fhog(frame_bgr[None], points[None, :, :2])[0]
     else:
         hog_values = np.zeros(4464, np.float32)
     lo, hi = points.min(0), points.max(0)

@@ -101,6 +101,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--ccc-weight", type=float, default=0.5, help="1 − CCC, mean over AUs")
             p.add_argument("--au-weights", help="comma list of 17 per-AU loss weights")
             p.add_argument("--dropout", type=float, default=0.3)
+            p.add_argument("--net", choices=["pixels", "fhog+fer"], default="pixels",
+                           help="pixels: AUPredictionNet on the crop (the design); fhog+fer: one linear layer on "
+                           "FHOG of the face aligned OpenFace's way + the frozen FER-2013 CNN's embedding (it needs "
+                           "the face's 68 landmarks at run time; suits few training people)")
+            p.add_argument("--fer-model", default="facegraph/fer_cnn", metavar="ONNX",
+                           help="with --net fhog+fer: the emotion CNN export whose embedding the net reads")
+            p.add_argument("--l2", type=float, default=1.0,
+                           help="with --net fhog+fer: ridge penalty on the head's weights (× 1/training rows)")
+            p.add_argument("--fer-weight", type=float, default=2.0,
+                           help="with --net fhog+fer: the FER features' scale against FHOG's")
+            p.add_argument("--landmark-jitter", type=float, default=1.0, metavar="PX",
+                           help="with --net fhog+fer: Gaussian noise on the training landmarks FHOG is aligned by")
+            p.add_argument("--val-landmarks", default="teacher", metavar="MODEL",
+                           help="with --net fhog+fer: held-out FHOG from the teacher's landmarks (default) or from "
+                           "a landmark-pose model folder's (what the graph does)")
             p.add_argument("--person-norm", action="store_true",
                            help="the head sees the frame's features minus the mean of its person's (OpenFace's "
                            "dynamic models); batches are --frames-per-video frames of each of several videos")
@@ -377,10 +392,11 @@ def train_facepose(args: argparse.Namespace) -> int:
             weights = [float(w) for w in args.au_weights.split(",")]
             if len(weights) != len(train.au_names):
                 raise TrainingError(f"--au-weights: {len(weights)} values for {len(train.au_names)} AUs")
-        task = AUTask(train, val, width_mult=args.width_mult, image_size=args.image_size, dropout=args.dropout,
-                      l1_weight=args.l1_weight, ccc_weight=args.ccc_weight, au_weights=weights,
-                      augment=not args.no_augment, person_norm=args.person_norm, with_frame=args.with_frame,
-                      frames_per_video=args.frames_per_video)
+        task = _fhog_fer_task(args, train, val, weights) if args.net == "fhog+fer" else \
+            AUTask(train, val, width_mult=args.width_mult, image_size=args.image_size, dropout=args.dropout,
+                   l1_weight=args.l1_weight, ccc_weight=args.ccc_weight, au_weights=weights,
+                   augment=not args.no_augment, person_norm=args.person_norm, with_frame=args.with_frame,
+                   frames_per_video=args.frames_per_video)
         if args.with_frame and not args.person_norm:
             raise TrainingError("--with-frame needs --person-norm")
         if args.person_norm and args.frames_per_video < 2:
@@ -406,6 +422,36 @@ def train_facepose(args: argparse.Namespace) -> int:
                                weights=f"checkpoint_{args.keep}.pt"):
             print(f"exported {path}", flush=True)
     return 0
+
+
+def _fhog_fer_task(args: argparse.Namespace, train, val, weights: list[float] | None):
+    """``--net fhog+fer``: the FER export to read, and the held-out side's landmarks."""
+    from facegraph import FacegraphError
+
+    from ..models._onnx import resolve_model
+    from .au_hybrid import FhogFerAUTask
+
+    if args.person_norm or args.image_size != 112:
+        raise TrainingError("--net fhog+fer takes the 112 px crop and no --person-norm")
+    if args.l2 < 0 or args.landmark_jitter < 0 or args.fer_weight <= 0:
+        raise TrainingError("--l2 and --landmark-jitter must be ≥ 0 and --fer-weight > 0")
+    try:
+        fer = resolve_model(args.fer_model, what="emotion CNN")
+    except FacegraphError as exc:
+        raise TrainingError(f"--fer-model: {exc}") from None
+    val_landmarks = None
+    if args.val_landmarks != "teacher" and len(val):
+        from ..models.facepose import load_predictor
+
+        try:
+            net = load_predictor(args.val_landmarks)
+        except FacegraphError as exc:
+            raise TrainingError(f"--val-landmarks {args.val_landmarks}: {exc}") from None
+        val_landmarks = net.predict_batch(val.images[..., ::-1])["landmarks"]
+    return FhogFerAUTask(train, val, fer_onnx=fer, l1_weight=args.l1_weight, ccc_weight=args.ccc_weight,
+                         au_weights=weights, l2=args.l2, fer_weight=args.fer_weight, jitter=args.landmark_jitter,
+                         augment=not args.no_augment, val_landmarks=val_landmarks,
+                         val_landmarks_from=args.val_landmarks)
 
 
 def _export_only(args: argparse.Namespace, task, exports: list[str], command: str) -> int:

@@ -90,11 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     chains: dict[str, list[tuple[str, dict[str, Any], dict[str, str]]]] = {
         "nets (landmarks.nn refine + au.nn)": [
             ("landmarks.nn", {"model": str(args.lm), "backend": "onnx-cpu"}, {"frame": "frame", "faces": "faces"}),
-            ("au.nn", {"model": str(args.au), "backend": "onnx-cpu"}, {"crops": "n0.crops"})],
+            ("au.nn", {"model": str(args.au), "backend": "onnx-cpu"},
+             {"crops": "n0.crops", "landmarks": "n0.landmarks68"})],
         "nets, one landmark pass": [
             ("landmarks.nn", {"model": str(args.lm), "backend": "onnx-cpu", "refine": False},
              {"frame": "frame", "faces": "faces"}),
-            ("au.nn", {"model": str(args.au), "backend": "onnx-cpu"}, {"crops": "n0.crops"})],
+            ("au.nn", {"model": str(args.au), "backend": "onnx-cpu"},
+             {"crops": "n0.crops", "landmarks": "n0.landmarks68"})],
         "FaceMesh + geometric AUs": [
             ("landmarks", {}, {"frame": "frame", "faces": "faces"}),
             ("au", {"backend": "geometric"}, {"landmarks": "n0.landmarks68", "frame": "frame"})],

@@ -525,17 +525,22 @@ def crop_matrix(kps: np.ndarray, size: int = CROP) -> np.ndarray:
 #: where the nets the bars were measured on live: in the repository, not in the wheel (OpenFace's licence)
 BENCH_MODELS = Path(__file__).resolve().parents[2] / "benchmarks" / "models"
 OPENFACE_DERIVED = "trained to mimic OpenFace 0.2: OpenFace's academic, non-commercial licence; not in the wheel"
-FER_AND_OPENFACE = ("a ridge mimicking OpenFace 0.2 (academic, non-commercial licence) on the FER-2013 CNN's features "
+FER_AND_OPENFACE = ("mimics OpenFace 0.2 (academic, non-commercial licence) on the FER-2013 CNN's features "
                     "(research use only): both apply; not in the wheel")
 #: (catalogue name, file in BENCH_MODELS, description, sha256, size, licence); the pixel AU nets trained on the six
 #: people (plain: held-out mean r −0.06; person-normalised: −0.02) are not shipped (benchmarks/README.md)
 BENCH_NETS = (
     ("facegraph/landmark_pose_w05", "landmark_pose_w05/landmark_pose.onnx",
      "UnifiedLandmarkPoseNet ×0.5: 68 landmarks + PDM pose/shape from a 112 px crop (landmarks.nn); held-out NME "
-     "0.063", "c0d9c3f6d118a40720a2a9e0bc560a5fead5591996f9990cde93800be6968d17", 8_326_317, OPENFACE_DERIVED),
+     "0.058, pose r 0.92", "54f9703d9b8f0ea697e3730f7fdf3bc4e3556dfa83dc6ad89e6f943268e1cff4", 8_326_317,
+     OPENFACE_DERIVED),
     ("facegraph/au_fer_ridge", "au_fer_ridge/au_net.onnx",
      "17 AU intensities from a 112 px crop (au.nn): ridge on the FER-2013 CNN's embedding; held-out mean r 0.47",
      "cbc79a7f6f0c33f35b4f8a72d4d8e5fe2f5d5d4a1f10b2bb8bb246f727241815", 4_863_246, FER_AND_OPENFACE),
+    ("facegraph/au_fhog_fer", "au_fhog_fer/au_net.onnx",
+     "17 AU intensities (au.nn, needs the 68 landmarks): one linear layer on FHOG of the OpenFace-aligned face + the "
+     "FER-2013 CNN's embedding; held-out mean r 0.60",
+     "726da35ef60ffc6fdc284278c4b767401398a11130216c1e887e30c6caeb628a", 5_180_493, FER_AND_OPENFACE),
 )
 
 

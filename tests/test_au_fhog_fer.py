@@ -117,7 +117,7 @@ def test_training_steps_lower_the_loss_and_leave_the_fer_cnn_alone(trained):
 
 
 def test_export_has_two_inputs_matches_torch_and_the_predictor_needs_landmarks(trained):
-    out, task, result = trained
+    out, task, _ = trained
     meta = json.loads((out / "au_net.json").read_text())
     assert meta["input"] == "image+fhog" and meta["inputs"] == ["image", "fhog"]
     assert meta["onnx_max_abs_diff"] <= 1e-4 and "FER-2013" in meta["licence"]

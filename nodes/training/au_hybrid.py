@@ -4,13 +4,11 @@ Each batch: half the crops are mirrored (an exact pixel operation; the teacher's
 landmarks swap sides with them), and the landmarks get Gaussian jitter of ``jitter`` px, so
 the FHOG is taken from landmarks about as wrong as a landmark net's (held-out point error
 ≈ 2 px); then FHOG of the face aligned OpenFace's way from those points. No random
-similarity as the pixel nets get: the alignment undoes it, and its extra resampling blurs
-the training FHOG against the held-out one (a first run with it: held-out mean r 0.591 with
-the landmark net's points, 0.613 with the teacher's). The frozen FER CNN's embedding of each training crop is computed once: it is
-flip-averaged, and running the CNN every step would cost ~15 s an epoch on two cores for
-features that barely change under the small similarity. The loss is the AU loss plus
-``l2`` × the head's squared weights / training rows (a ridge penalty). Held-out scores use
-``val_landmarks``: the teacher's (an upper bound) unless a landmark net's are given;
+similarity as the pixel nets get: the alignment undoes it, and its extra resampling only
+blurs the training FHOG against the held-out one. The frozen FER CNN's embedding of each
+training crop is computed once (it is flip-averaged; running the CNN every step cost ~15 s
+an epoch on two cores). The loss is the AU loss plus ``l2`` × the head's squared weights
+/ training rows (a ridge penalty). Held-out scores use ``val_landmarks``: the teacher's (an upper bound) unless a landmark net's are given;
 ``facegraph eval au`` scores the pipeline with the landmark net's own.
 """
 

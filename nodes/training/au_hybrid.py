@@ -8,8 +8,9 @@ similarity as the pixel nets get: the alignment undoes it, and its extra resampl
 blurs the training FHOG against the held-out one. The frozen FER CNN's embedding of each
 training crop is computed once (it is flip-averaged; running the CNN every step cost ~15 s
 an epoch on two cores). The loss is the AU loss plus ``l2`` × the head's squared weights
-/ training rows (a ridge penalty). Held-out scores use ``val_landmarks``: the teacher's (an upper bound) unless a landmark net's are given;
-``facegraph eval au`` scores the pipeline with the landmark net's own.
+/ training rows (a ridge penalty). Held-out scores use ``val_landmarks``: the teacher's
+(an upper bound) unless a landmark net's are given; ``facegraph eval au`` scores the
+pipeline with the landmark net's own.
 """
 
 from __future__ import annotations

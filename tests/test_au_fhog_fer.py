@@ -183,3 +183,22 @@ def test_the_shipped_model_follows_a_held_out_smile_from_the_landmark_nets_point
     assert model.needs_landmarks and model.get_au_names() == AU_NAMES
     got = model.predict_batch(crops, landmarks=points)["au_intensities"][:, AU_NAMES.index("AU12")]
     assert np.corrcoef(got, au12)[0, 1] > 0.8, (got, au12)
+
+
+def test_a_file_that_is_not_a_fer_export_is_a_one_line_error(tmp_path):
+    import argparse
+
+    from facegraph.nodes.training.errors import TrainingError
+    from facegraph.nodes.training.train_cli import _fhog_fer_task
+
+    bogus = tmp_path / "other.onnx"
+    bogus.write_bytes(FER.read_bytes())
+    bogus.with_suffix(".json").write_text("{}")  # no input size, no template
+    args = argparse.Namespace(person_norm=False, image_size=112, l2=1.0, landmark_jitter=1.0, fer_weight=2.0,
+                              fer_model=str(bogus), val_landmarks="teacher", l1_weight=1.0, ccc_weight=0.5,
+                              no_augment=False)
+    with pytest.raises(TrainingError, match=r"--fer-model .*other\.onnx: not a usable facegraph train fer export"):
+        _fhog_fer_task(args, _data(4, "a", 0), _data(2, "b", 1), None)
+    args.fer_model, args.person_norm = str(FER), True
+    with pytest.raises(TrainingError, match="no --person-norm"):
+        _fhog_fer_task(args, _data(4, "a", 0), _data(2, "b", 1), None)

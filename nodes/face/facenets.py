@@ -6,7 +6,8 @@ last landmarks), runs UnifiedLandmarkPoseNet, and with ``refine`` crops again fr
 landmarks and runs it once more: the second crop is made the way the training crops were
 (from 68 points), so it is the one the AU net gets. Head rotation is the net's PDM rotation
 moved back to the frame; translation follows OpenFace's weak-perspective reading
-(``Tz = f/scale``). ``au.nn`` runs AUPredictionNet on those crops.
+(``Tz = f/scale``). ``au.nn`` runs an AU model on those crops; one that reads FHOG
+(``train au --net fhog+fer``) also takes the faces' 68 landmarks, moved into each crop.
 """
 
 from __future__ import annotations

@@ -13,6 +13,13 @@ from . import _fhog
 from ._align import openface_matrix, warp_crops
 
 ALIGNED_SIZE = 112
+#: the metadata ``input`` of a model that takes this FHOG beside the crop (``train au --net fhog+fer``)
+FHOG_INPUT = "image+fhog"
+
+
+def reads_fhog(meta: dict) -> bool:
+    """Whether a model's metadata (or its ``model_config``) says it takes FHOG as a second input."""
+    return FHOG_INPUT in (meta.get("input"), (meta.get("model_config") or {}).get("input"))
 
 
 def aligned_fhog(images_bgr: np.ndarray, points68: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from facegraph import FRAME, Input, ModelError, Node, Output, Param, register
 
 from ..types import AUS, CROPS, FACES, LANDMARKS, POSE
 from ._align import transform_points, warp_crops
+from ._aligned_hog import reads_fhog
 from ._headpose import default_intrinsics
 
 BACKEND_CHOICES = ("auto", "coreml", "onnx", "onnx-gpu", "onnx-cpu", "torch")
@@ -45,7 +46,7 @@ def _reads_fhog(spec: str) -> bool:
         meta = json.loads((_model_folder(spec, "AU model") / "au_net.json").read_text())
     except (ModelError, OSError, ValueError):
         return False  # a missing model is requirements()'s to report
-    return meta.get("input") == "image+fhog"
+    return reads_fhog(meta)
 
 
 def _five_from_68(points: np.ndarray) -> np.ndarray:

@@ -96,6 +96,8 @@ class CoreMLRunner(_Runner):
             raise BackendUnavailable(f"{path}: {len(self.outputs)} outputs, the metadata names {len(outputs)}")
 
     def __call__(self, x: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
+        if more:  # no CoreML export takes a second input (an FHOG net's packages are not written)
+            raise ModelError("a CoreML package takes the image only; this model needs its ONNX file")
         rows = [self.model.predict({self.input: x[i:i + 1]}) for i in range(len(x))]
         return [np.concatenate([np.asarray(r[name]) for r in rows]) for name in self.outputs]
 
@@ -411,8 +413,9 @@ class AUPredictor(_Predictor):
     @property
     def needs_landmarks(self) -> bool:
         """Whether the net reads FHOG aligned by the face's 68 landmarks (``train au --net fhog+fer``)."""
-        return (self.meta.get("input") == "image+fhog"
-                or (self.meta.get("model_config") or {}).get("input") == "image+fhog")
+        from ..face._aligned_hog import reads_fhog
+
+        return reads_fhog(self.meta)
 
     def _fhog(self, bgr: np.ndarray, landmarks: np.ndarray | None) -> np.ndarray:
         if landmarks is None:

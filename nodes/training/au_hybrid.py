@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..face._aligned_hog import aligned_fhog
+from ..face._aligned_hog import FHOG_INPUT, aligned_fhog
 from ..nets.au_hybrid import FhogFerAUNet
 from ..nets.facepose import AUPredictionLoss
 from ..nets.fer_features import FerEmbedding
@@ -72,7 +72,7 @@ class FhogFerAUTask(_TeacherTask):
         return np.concatenate(parts) if parts else np.zeros((0, self.fer.dim), np.float32)
 
     def model_config(self) -> dict[str, Any]:
-        return {"net": NET, "input": "image+fhog", "image_size": SIZE, "fer_weight": self.fer_weight,
+        return {"net": NET, "input": FHOG_INPUT, "image_size": SIZE, "fer_weight": self.fer_weight,
                 "l2": self.l2, "jitter": self.jitter, "fer_model": Path(self.fer_onnx).name,
                 "au_names": list(self.train.au_names)}
 

@@ -62,7 +62,9 @@ def _person_norm(task: LandmarkPoseTask | AUTask) -> bool:
 
 
 def _fhog_input(task: Any) -> bool:
-    return task.model_config().get("input") == "image+fhog"
+    from ..face._aligned_hog import reads_fhog
+
+    return reads_fhog(task.model_config())
 
 
 def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str], meta: dict[str, Any],
@@ -70,13 +72,14 @@ def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str],
     """``au_net.onnx`` with two inputs, (image, fhog) → clipped AUs; its held-out scores; no CoreML (see below)."""
     import onnxruntime as ort
 
+    from ..face._aligned_hog import FHOG_INPUT
     from ..nets.au_hybrid import ClippedAUs
     from .au_hybrid import fhog_of
 
     rows = task.val if len(task.val) else task.train
     hog = task.val_hog()[:len(sample)] if len(task.val) else fhog_of(rows.images[:len(sample)],
                                                                       rows.landmarks[:len(sample)])
-    meta.update(input="image+fhog", inputs=["image", "fhog"], licence=FHOG_FER_LICENCE,
+    meta.update(input=FHOG_INPUT, inputs=["image", "fhog"], licence=FHOG_FER_LICENCE,
                 fhog={"dim": int(hog.shape[1]), "landmarks": "the face's 68 iBUG landmarks in the crop's pixels",
                       "how": "FHOG (dlib's 31 channels, 8 px cells: 12×12×31) of the crop re-aligned OpenFace's way: "
                              "a similarity on the rigid points to the PDM-mean template at 112 px "

@@ -156,3 +156,51 @@ def test_morphs_blend_two_people_and_train_without_a_label(tmp_path):
     batch = (task.stacked(only_morphs), task.train_labels[-4:], 0.2, task.teacher[only_morphs, 0])
     loss, logs = task.loss(model, batch, torch.device("cpu"))
     assert torch.isfinite(loss) and "ce" not in logs and logs["distill"] > 0
+
+
+def test_morphs_without_mirrors_run_the_teacher_once_per_blend(tmp_path):
+    from facegraph.nodes.training.faceid_distill import make_morphs
+
+    data = fd.load_identities(_identity_folder(tmp_path / "ids", people=3, each=4), holdout_people=1,
+                              probe_fraction=0.25)
+    LeftRight.calls = 0
+    both = make_morphs(data, 6, cache_dir=tmp_path / "cache", embedder=LeftRight(), log=lambda s: None, batch=64)
+    assert LeftRight.calls == 2  # the blends and their mirrors
+    LeftRight.calls = 0
+    plain = make_morphs(data, 6, cache_dir=tmp_path / "cache", embedder=LeftRight(), log=lambda s: None, batch=64,
+                        mirrors=False)
+    assert LeftRight.calls == 1  # the blends alone: not read from the mirrored cache
+    assert np.array_equal(plain.images, both.images) and np.allclose(plain.teacher[:, 0], both.teacher[:, 0])
+    assert np.array_equal(plain.teacher[:, 1], plain.teacher[:, 0])  # a mirrored blend learns the blend's vector
+    assert not np.allclose(both.teacher[:, 1], both.teacher[:, 0])
+    assert (tmp_path / "cache" / "teacher_dlib_morphs6_s0_plain.npz").exists()
+
+
+@pytest.mark.parametrize("spec", [None, {"scheme": "groups6", "sigma": 1.0, "mask": True}])
+def test_flip_test_export_gives_a_face_and_its_mirror_one_vector(tmp_path, spec):
+    import onnxruntime as ort
+    from facegraph.nodes.face._heatmaps import channels
+    from facegraph.nodes.nets.faceid import FaceIDConfig, FaceIDNet
+    from facegraph.nodes.nets.iresnet import export_onnx
+    from facegraph.nodes.training.faceid import _Embedding, flip_channels, mirror_input
+
+    order = flip_channels(spec, 468)
+    cfg = FaceIDConfig(backbone="resnet18", width=0.125, input_size=32, in_channels=3 + channels(spec, 468))
+    model = FaceIDNet(cfg).eval()
+    x = torch.randn(3, cfg.in_channels, 32, 32)
+    mirrored = mirror_input(x, order)
+    if spec:  # the left-eye map of the mirror is the right-eye map of the face, flipped
+        assert torch.equal(mirrored[:, 3 + order.index(1)], x[:, 3 + 1].flip(-1))
+        assert not torch.equal(mirrored[:, 3:], x[:, 3:].flip(-1))
+    flip = _Embedding(model, flip_order=order).eval()
+    with torch.no_grad():
+        a, b, one = flip(x), flip(mirrored), _Embedding(model).eval()(x)
+    assert torch.allclose(a, b, atol=1e-5)  # the same vector for the face and its mirror
+    assert not torch.allclose(F_normalize(a), F_normalize(one), atol=1e-3)
+    path = export_onnx(flip, tmp_path / "f.onnx", input_size=32, in_channels=cfg.in_channels)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"input.1": x.numpy()})[0]
+    assert np.abs(got - a.numpy()).max() < 1e-4
+
+
+def F_normalize(v):  # noqa: N802 - mirrors torch.nn.functional.normalize
+    return torch.nn.functional.normalize(v, dim=1)

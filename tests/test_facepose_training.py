@@ -241,3 +241,42 @@ def test_data_hdf5_command_appends_and_names_bad_input(tmp_path, capsys):
     assert cli(["data", "hdf5", "--video", str(video), "--teacher", "openface-csv", str(video), "--out",
                 str(out)]) == 2
     assert "--teacher openface-csv" in capsys.readouterr().err and len(h5data.read(out)) == 8
+
+
+def test_eval_au_cross_validates_models_on_the_videos_each_held_out(tiny, tmp_path, capsys):
+    """``eval au --model A,B``: each model scores only the videos its card holds out, and the scores pool them."""
+    import json
+
+    from facegraph.nodes.training.facepose import AUTask
+    from facegraph.nodes.training.facepose_export import export_all
+    from facegraph.nodes.training.facepose_scores import au_scores
+
+    from facegraph.cli import main as cli
+
+    d = h5data.read(tiny)
+    runs, expect_rows, expect_pred = [], [], []
+    for held in d.videos():
+        tr, va = h5data.split_by_video(d.video_names, [held])
+        au = AUTask(d.subset(tr), d.subset(va), width_mult=0.25, augment=False)
+        au.monitor, au.mode = "val_mae", "min"
+        out = tmp_path / held
+        result = _fit(au, out, epochs=1)
+        export_all(result.model, out, au, ["onnx"], data=str(tiny), command="test", seconds=1.0,
+                   best=result.best_metrics)
+        runs.append(str(out))
+        p = fp.load_au_predictor(out, backend="onnx")
+        expect_pred.append(p.predict_batch(d.subset(va).images[..., ::-1])["au_intensities"])
+        expect_rows.append(va)
+    path = tmp_path / "cv.json"
+    assert cli(["eval", "au", "--model", ",".join(runs), "--data", str(tiny), "--backend", "onnx",
+                "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert report["faces"] == len(d) and sorted(report["videos"]) == d.videos()
+    want = au_scores(np.concatenate(expect_pred), d.au_intensities[np.concatenate(expect_rows)], d.au_names)
+    assert abs(report["scores"]["val_mean_r"] - want["val_mean_r"]) < 1e-4
+    capsys.readouterr()
+    # one-line refusals: a video held out twice, --videos beside several models
+    assert cli(["eval", "au", "--model", f"{runs[0]},{runs[0]}", "--data", str(tiny)]) != 0
+    assert "held out by an earlier model too" in capsys.readouterr().err
+    assert cli(["eval", "au", "--model", ",".join(runs), "--data", str(tiny), "--videos", d.videos()[0]]) != 0
+    assert "each model scores the videos it held out" in capsys.readouterr().err

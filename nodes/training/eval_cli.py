@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, what in (("landmark-pose", "the landmark/pose net: NME (inter-ocular), MAE px, landmark r, pose r"),
                        ("au", "the AU net: r, CCC and MAE per AU and their means")):
         p = sub.add_parser(name, help=f"{what}, against the teacher's values in an HDF5 file")
-        p.add_argument("--model", required=True, help="the model folder (a run's --output or benchmarks/models/…)")
+        p.add_argument("--model", required=True, help="the model folder (a run's --output or benchmarks/models/…); "
+                       "A,B,…: cross-validation, each model scoring the videos its card holds out, pooled")
         p.add_argument("--data", required=True, help="teacher HDF5 of facegraph data hdf5")
         p.add_argument("--videos", help="comma list of the videos to score (default: the model's held-out videos)")
         p.add_argument("--backend", default="auto", help="auto, coreml, onnx, onnx-gpu, onnx-cpu, torch")
@@ -198,34 +199,22 @@ def _fhog_landmarks(args: argparse.Namespace, predictor, rows, bgr) -> tuple[Any
     return points, f"landmarks of {args.landmarks}"
 
 
-def eval_facepose(args: argparse.Namespace) -> int:
-    import numpy as np
-
+def _load_facepose(args: argparse.Namespace, spec: str):
     from facegraph import FacegraphError
 
     from ..models.facepose import load_au_predictor, load_predictor
-    from . import h5data
-    from .facepose_scores import au_scores, landmark_scores, within_video_r
 
     loader = load_predictor if args.family == "landmark-pose" else load_au_predictor
     try:
-        predictor = loader(args.model, backend=None if args.backend == "auto" else args.backend)
+        return loader(spec, backend=None if args.backend == "auto" else args.backend)
     except FacegraphError as exc:
-        raise TrainingError(f"--model {args.model}: {exc}") from None
-    data = h5data.read(args.data)
-    videos = [v.strip() for v in (args.videos or "").split(",") if v.strip()]
-    videos = videos or list(predictor.meta.get("data", {}).get("val_videos") or [])
-    if not videos:
-        raise TrainingError("--videos: the model names no held-out videos; list the videos to score")
-    unknown = [v for v in videos if v not in data.videos()]
-    if unknown:
-        raise TrainingError(f"--videos {unknown[0]}: not in {args.data} (videos: {', '.join(data.videos())})")
-    trained_on = set(predictor.meta.get("data", {}).get("train_videos") or [])
-    if trained_on & set(videos):
-        print(f"note: {', '.join(sorted(trained_on & set(videos)))} were training videos of this model", flush=True)
-    rows = data.subset(np.flatnonzero(np.isin(data.video_names, videos)))
-    if args.family == "au" and getattr(predictor, "person_norm", False):
-        rows = rows.subset(np.lexsort((rows.frame_indices, rows.video_names)))  # each video's frames in order
+        raise TrainingError(f"--model {spec}: {exc}") from None
+
+
+def _facepose_outputs(args: argparse.Namespace, predictor, rows) -> tuple[dict, str, str]:
+    """(the net's outputs on ``rows`` as arrays, the person-normalisation note, what aligned its FHOG)."""
+    import numpy as np
+
     bgr = rows.images[..., ::-1]
     points, aligned_by = _fhog_landmarks(args, predictor, rows, bgr)
     out: dict = {}
@@ -248,6 +237,67 @@ def eval_facepose(args: argparse.Namespace) -> int:
         out["au_intensities"] = predictor.predict_features(out["features"], ref)["au_intensities"]
         reference = (", person-normalised: reference the mean of the video's frames "
                      + ("so far (causal, as the au.nn node)" if args.reference == "causal" else "(all of them)"))
+    return out, reference, aligned_by
+
+
+def _cross_validated(args: argparse.Namespace, specs: list[str], data) -> tuple[Any, Any, dict, list[str], str, str]:
+    """``--model A,B,…``: each model scores only the videos its card holds out; their outputs are pooled."""
+    import numpy as np
+
+    if args.videos:
+        raise TrainingError("--videos with several --model: each model scores the videos it held out")
+    index, outs, videos, seen = [], [], [], set()
+    predictor, reference, aligned_by = None, "", ""
+    for spec in specs:
+        predictor = _load_facepose(args, spec)
+        held = list(predictor.meta.get("data", {}).get("val_videos") or [])
+        if not held:
+            raise TrainingError(f"--model {spec}: its card names no held-out videos")
+        unknown = [v for v in held if v not in data.videos()]
+        if unknown:
+            raise TrainingError(f"--model {spec}: held-out video {unknown[0]} is not in {args.data}")
+        twice = seen & set(held)
+        if twice:
+            raise TrainingError(f"--model {spec}: {sorted(twice)[0]} is held out by an earlier model too")
+        seen |= set(held)
+        rows_index = np.flatnonzero(np.isin(data.video_names, held))
+        if args.family == "au" and getattr(predictor, "person_norm", False):  # each video's frames in order
+            rows_index = rows_index[np.lexsort((data.frame_indices[rows_index], data.video_names[rows_index]))]
+        out, reference, aligned_by = _facepose_outputs(args, predictor, data.subset(rows_index))
+        index.append(rows_index)
+        outs.append(out)
+        videos += held
+    pooled = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+    return predictor, data.subset(np.concatenate(index)), pooled, videos, reference, aligned_by
+
+
+def eval_facepose(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from . import h5data
+    from .facepose_scores import au_scores, landmark_scores, within_video_r
+
+    data = h5data.read(args.data)
+    specs = [m.strip() for m in args.model.split(",") if m.strip()]
+    if len(specs) > 1:
+        predictor, rows, out, videos, reference, aligned_by = _cross_validated(args, specs, data)
+    else:
+        predictor = _load_facepose(args, args.model)
+        videos = [v.strip() for v in (args.videos or "").split(",") if v.strip()]
+        videos = videos or list(predictor.meta.get("data", {}).get("val_videos") or [])
+        if not videos:
+            raise TrainingError("--videos: the model names no held-out videos; list the videos to score")
+        unknown = [v for v in videos if v not in data.videos()]
+        if unknown:
+            raise TrainingError(f"--videos {unknown[0]}: not in {args.data} (videos: {', '.join(data.videos())})")
+        trained_on = set(predictor.meta.get("data", {}).get("train_videos") or [])
+        if trained_on & set(videos):
+            print(f"note: {', '.join(sorted(trained_on & set(videos)))} were training videos of this model",
+                  flush=True)
+        rows = data.subset(np.flatnonzero(np.isin(data.video_names, videos)))
+        if args.family == "au" and getattr(predictor, "person_norm", False):
+            rows = rows.subset(np.lexsort((rows.frame_indices, rows.video_names)))  # each video's frames in order
+        out, reference, aligned_by = _facepose_outputs(args, predictor, rows)
     if args.family == "landmark-pose":
         scores = landmark_scores(out["landmarks"], rows.landmarks, out["global_params"], rows.global_params,
                                  rows.matrices)

@@ -131,7 +131,8 @@ class FaceIDTask:
     def __init__(self, data: IdentityData, config: FaceIDConfig, *, heatmaps: np.ndarray | None,
                  spec: dict[str, Any] | None, points: int = 68, augment: bool = True, extractor: str = "",
                  margin_warmup: float = 0.0, margin: float | None = None, teacher: np.ndarray | None = None,
-                 distill_weight: float = 1.0, distill_kind: str = "cosine", morphs: Any = None) -> None:
+                 distill_weight: float = 1.0, distill_kind: str = "cosine", morphs: Any = None,
+                 flip_test: bool = True) -> None:
         self.data, self.config, self.spec, self.extractor = data, config, spec, extractor
         self.teacher = torch.from_numpy(np.asarray(teacher, np.float32)) if teacher is not None else None
         self.distill_weight, self.distill_kind = float(distill_weight), distill_kind
@@ -147,6 +148,9 @@ class FaceIDTask:
             self._add_morphs(morphs)
         order = flip_channels(spec, points)
         self.augment = JointTransform(order, mask_channel=bool(spec and spec.get("mask"))) if augment else None
+        #: channel order of a mirrored input when every vector is the mean of the face and its mirror (the
+        #: usual face-ID "flip test"); None when off or when this heatmap scheme has no mirror table
+        self.flip_order = order if flip_test else None
 
     def _add_morphs(self, morphs: Any) -> None:
         """Blended crops (``faceid_distill.Morphs``) as unlabelled training rows after the real images:
@@ -222,10 +226,18 @@ class FaceIDTask:
         head = getattr(model, "projection", None)
         with torch.no_grad():
             for i in range(0, len(index), batch):
-                emb = model.backbone(self.stacked(index[i:i + batch]).to(device)).float()
-                out.append(emb.cpu().numpy())
+                x = self.stacked(index[i:i + batch]).to(device)
+                emb = model.backbone(x).float()
+                if self.flip_order is None:
+                    out.append(emb.cpu().numpy())
+                    if head is not None:
+                        proj.append(head(emb).float().cpu().numpy())
+                    continue
+                mirrored = model.backbone(mirror_input(x, self.flip_order)).float()
+                out.append((F.normalize(emb, dim=1) + F.normalize(mirrored, dim=1)).cpu().numpy())
                 if head is not None:
-                    proj.append(head(emb).float().cpu().numpy())
+                    proj.append((F.normalize(head(emb).float(), dim=1)
+                                 + F.normalize(head(mirrored).float(), dim=1)).cpu().numpy())
         vec = np.concatenate(out) if out else np.zeros((0, self.config.embedding), np.float32)
         pvec = (np.concatenate(proj) if proj else np.zeros((0, self.config.distill_dim), np.float32)
                 ) if head is not None else None
@@ -304,31 +316,60 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
-class _Embedding(nn.Module):
-    """The export: stacked input → embedding, or its projection into the teacher's space (no margin head)."""
+def mirror_index(flip_order: list[int]) -> torch.Tensor:
+    """Channel order of a mirrored stacked input: RGB stay, heatmaps follow ``flip_order``."""
+    return torch.tensor([0, 1, 2] + [3 + c for c in flip_order], dtype=torch.long)
 
-    def __init__(self, model: FaceIDNet, projection: bool = False) -> None:
+
+def mirror_input(x: torch.Tensor, flip_order: list[int] | torch.Tensor | None) -> torch.Tensor:
+    """Stacked [N, 3+C, S, S] mirrored left-right, its heatmap channels swapped as the joint transform does
+    (``flip_order``: the heatmap order, or ``mirror_index``'s tensor; empty or None for RGB alone)."""
+    mirrored = x.flip(-1)
+    if flip_order is None or (isinstance(flip_order, list) and not flip_order):
+        return mirrored
+    index = flip_order if isinstance(flip_order, torch.Tensor) else mirror_index(flip_order)
+    return mirrored.index_select(1, index.to(x.device))
+
+
+class _Embedding(nn.Module):
+    """The export: stacked input → embedding, or its projection into the teacher's space (no margin head).
+
+    With ``flip_order`` it returns the sum of the unit vectors of the face and of its mirror (the flip test):
+    the same vector whichever way the face looks, inside the one ONNX file, so ``embed`` and ``eval verify``
+    need not know."""
+
+    def __init__(self, model: FaceIDNet, projection: bool = False, flip_order: list[int] | None = None) -> None:
         super().__init__()
         self.backbone = model.backbone
         self.projection = model.projection if projection else None
+        self.flip_test = flip_order is not None
+        self.mirror_channels = mirror_index(flip_order) if flip_order else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def one_view(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.backbone(x)
         return self.projection(emb) if self.projection is not None else emb
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.flip_test:
+            return self.one_view(x)
+        both = self.one_view(torch.cat([x, mirror_input(x, self.mirror_channels)]))
+        plain, mirrored = both[: x.shape[0]], both[x.shape[0]:]
+        return F.normalize(plain, dim=1) + F.normalize(mirrored, dim=1)
 
 
 def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, seconds: float, data_root: str,
            best: dict[str, float], split: dict[str, Any], fp16: bool = True,
-           distill: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+           distill: dict[str, Any] | None = None, wall_seconds: float | None = None) -> tuple[Path, dict[str, Any]]:
     """``out/face_id.onnx`` + ``face_id.json``: channels, heatmap spec, extractor, provenance, ONNX held-out scores;
-    with a projection, the vector the trained people's probes rank better (``FaceIDTask.choose_output``)."""
+    with a projection, the vector the trained people's probes rank better (``FaceIDTask.choose_output``).
+    ``wall_seconds``: the whole command until the export (landmarks, teacher and epochs), for the card."""
     import onnxruntime as ort
 
     from ..nets.iresnet import export_onnx
 
     model = model.cpu().eval()
     output, choice = task.choose_output(model, torch.device("cpu"))
-    wrapped = _Embedding(model, projection=output == "projection").eval()
+    wrapped = _Embedding(model, projection=output == "projection", flip_order=task.flip_order).eval()
     cfg = model.config
     path = out / "face_id.onnx"
     meta = {
@@ -339,8 +380,10 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
         "landmarks": ({"extractor": task.extractor, "crop": "arcface", "crop_size": int(task.data.images.shape[1])}
                       if task.spec else None),
         "config": asdict(cfg), "data": {"path": data_root, **split}, "command": command,
-        "train_seconds": round(seconds, 1), "best_epoch_torch": best,
+        "train_seconds": round(seconds, 1), "best_epoch_torch": best, "flip_test": task.flip_order is not None,
     }
+    if wall_seconds is not None:
+        meta["wall_seconds"] = round(wall_seconds, 1)
     if distill:
         meta["distill"] = {**distill, "output_choice": {"by": "rank-1 of the trained people's probe images against "
                                                               "their training images", **choice}}

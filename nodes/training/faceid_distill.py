@@ -77,13 +77,21 @@ def _both_views(crops: np.ndarray, embedder: Any = None) -> np.ndarray:
     return np.stack([embedder(crops), embedder(np.ascontiguousarray(crops[:, :, ::-1]))], 1)
 
 
+def _plain_view(crops: np.ndarray, embedder: Any = None) -> np.ndarray:
+    """[n, 2, D] at half the cost: the vector of the crops as stored, given to the mirror as well."""
+    vectors = (embedder or _WORKER_EMBEDDER)(crops)
+    return np.stack([vectors, vectors], 1)
+
+
 def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None, *, batch: int, log: Any,
-                    embedder: Any, paths: list[str], what: str = "images", workers: int = 1) -> np.ndarray:
+                    embedder: Any, paths: list[str], what: str = "images", workers: int = 1,
+                    mirrors: bool = True) -> np.ndarray:
     """The teacher's vectors of ``images`` (and their mirrors), from the cache when it holds these files.
 
     dlib computes one descriptor at a time on one core; with ``workers`` > 1 (the trainer passes ``--threads``)
     the batches are spread over that many processes, each with its own dlib (thousands of morphs took 12 min on
-    one core). A given ``embedder`` (tests) always runs here, in order."""
+    one core). A given ``embedder`` (tests) always runs here, in order. ``mirrors=False`` runs the teacher
+    once per image and gives its mirror the same vector."""
     if cache is not None and cache.exists():
         with np.load(cache) as z:
             if str(z["key"]) == key:
@@ -91,6 +99,7 @@ def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None,
                 return z["vectors"].astype(np.float32)
         log(f"teacher {name}: {cache} is for other files; computing again")
     chunks = [images[i:i + batch] for i in range(0, len(images), batch)]
+    views = _both_views if mirrors else _plain_view
     parts = []
     if embedder is None:
         check_teacher(name)
@@ -100,7 +109,7 @@ def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None,
         # a Pool, not a ProcessPoolExecutor: leaving its block (Ctrl-C, an error) terminates the workers at
         # once, where the executor's exit waits for every queued batch (a Ctrl-C hung for minutes)
         with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks)), initializer=_start_worker) as pool:
-            for k, part in enumerate(pool.imap(_both_views, chunks)):
+            for k, part in enumerate(pool.imap(views, chunks)):
                 parts.append(part)
                 if k % 8 == 7:
                     log(f"teacher {name}: {min((k + 1) * batch, len(images))}/{len(images)} {what}")
@@ -110,7 +119,7 @@ def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None,
 
             embedder = DlibEmbedder(framing="arcface")
         for k, crops in enumerate(chunks):
-            parts.append(_both_views(crops, embedder))
+            parts.append(views(crops, embedder))
             if k % 8 == 7:
                 log(f"teacher {name}: {k * batch + len(crops)}/{len(images)} {what}")
     out = np.concatenate(parts).astype(np.float32) if parts else np.zeros((len(images), 2, 0), np.float32)
@@ -124,7 +133,8 @@ def _teacher_cached(images: np.ndarray, key: str, name: str, cache: Path | None,
 @dataclass
 class Morphs:
     """Blends of two training people's aligned crops, ``alpha · a + (1 − alpha) · b``, with the teacher's
-    descriptors of each blend (and its mirror). 18 people give the student 18 clusters of the teacher's space;
+    descriptors of each blend and its mirror (or, with ``mirrors=False``, of the blend, given to both).
+    18 people give the student 18 clusters of the teacher's space;
     a blend of two aligned faces is a face the teacher places elsewhere, so the student sees more of that space.
     They carry no label (no margin-head loss); their heatmaps are the same blend of the two images' heatmaps."""
 
@@ -136,9 +146,12 @@ class Morphs:
 
 def make_morphs(data: IdentityData, count: int, name: str = "dlib", *, seed: int = 0,
                 cache_dir: str | Path | None, log: Any = print, embedder: Any = None, batch: int = 64,
-                workers: int = 1) -> Morphs:
+                workers: int = 1, mirrors: bool = True) -> Morphs:
     """``count`` blends of two training images of different people (alpha uniform in 0.35–0.65, by ``seed``),
-    their teacher vectors cached as ``teacher_<name>_morphs<count>_s<seed>.npz``."""
+    their teacher vectors cached as ``teacher_<name>_morphs<count>_s<seed>[_plain].npz``.
+
+    ``mirrors=False`` halves the teacher's time per blend: a mirrored blend keeps the blend's own vector (a
+    mirror changes no one's identity), so the same teacher time buys twice the blends."""
     rng = np.random.default_rng(seed)
     train = data.where("train")
     if len(np.unique(data.labels[train])) < 2:
@@ -152,11 +165,12 @@ def make_morphs(data: IdentityData, count: int, name: str = "dlib", *, seed: int
     alpha = rng.uniform(0.35, 0.65, count).astype(np.float32)
     w = alpha[:, None, None, None]
     images = np.clip(np.rint(w * data.images[a] + (1 - w) * data.images[b]), 0, 255).astype(np.uint8)
-    tag = f"{_files_key(data.paths)}_morphs{count}_s{seed}"
-    cache = Path(cache_dir) / f"teacher_{name}_morphs{count}_s{seed}.npz" if cache_dir else None
+    suffix = "" if mirrors else "_plain"
+    tag = f"{_files_key(data.paths)}_morphs{count}_s{seed}{suffix}"
+    cache = Path(cache_dir) / f"teacher_{name}_morphs{count}_s{seed}{suffix}.npz" if cache_dir else None
     teacher = _teacher_cached(images, tag, name, cache, batch=batch, log=log, embedder=embedder, what="morphs",
                               paths=[f"{data.paths[i]} + {data.paths[j]}" for i, j in zip(a, b, strict=True)],
-                              workers=workers)
+                              workers=workers, mirrors=mirrors)
     return Morphs(images, np.stack([a, b], 1), alpha, teacher)
 
 

@@ -168,6 +168,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--distill-morphs", type=int, default=0, metavar="N",
                    help="with --distill: N blends of two training people's crops, distilled with the teacher's "
                    "own vectors of each blend (unlabelled; more of the teacher's space than the training people)")
+    p.add_argument("--no-morph-mirrors", action="store_true",
+                   help="with --distill-morphs: the teacher sees each blend once, not also its mirror; a mirrored "
+                   "blend learns the blend's vector (half the teacher's time per blend)")
+    p.add_argument("--no-flip-test", action="store_true",
+                   help="export one view per face (default: the mean of the face's and its mirror's unit vectors, "
+                   "twice the embedder's cost)")
     p.add_argument("--no-distill-centre", action="store_true",
                    help="distil the raw teacher descriptors (default: centred on the training images' mean, which "
                    "otherwise dominates dlib's vectors)")
@@ -483,6 +489,8 @@ def _export_only(args: argparse.Namespace, task, exports: list[str], command: st
         print(f"exported {path}", flush=True)
     _note_no_coreml(args, exports or ["onnx"])
 def train_face_id(args: argparse.Namespace) -> int:
+    import time
+
     import numpy as np
 
     from ..nets.faceid import BACKBONES, FaceIDConfig
@@ -490,6 +498,7 @@ def train_face_id(args: argparse.Namespace) -> int:
     from .faceid import FaceIDTask, default_sigma, export, heatmap_spec
     from .trainer import Trainer
 
+    started = time.monotonic()
     if args.backbone not in BACKBONES:
         raise TrainingError(f"--backbone {args.backbone}: one of {', '.join(BACKBONES)}")
     if args.add_mask_channel and not args.use_heatmaps:
@@ -542,6 +551,8 @@ def train_face_id(args: argparse.Namespace) -> int:
     teacher, distill, morphs = None, None, None
     if args.distill_morphs and not args.distill:
         raise TrainingError("--distill-morphs needs --distill dlib")
+    if args.no_morph_mirrors and not args.distill_morphs:
+        raise TrainingError("--no-morph-mirrors needs --distill-morphs N")
     if args.distill:
         from .faceid_distill import TEACHER_CARD, centre_teacher, make_morphs, teacher_for
 
@@ -551,7 +562,8 @@ def train_face_id(args: argparse.Namespace) -> int:
         centre = None
         if args.distill_morphs > 0:
             morphs = make_morphs(data, args.distill_morphs, args.distill, seed=args.seed, cache_dir=cache,
-                                 log=lambda m: print(m, flush=True), workers=workers)
+                                 log=lambda m: print(m, flush=True), workers=workers,
+                                 mirrors=not args.no_morph_mirrors)
         if not args.no_distill_centre:
             teacher, centre = centre_teacher(teacher, data.where("train"))
             if morphs is not None:
@@ -560,7 +572,7 @@ def train_face_id(args: argparse.Namespace) -> int:
                   flush=True)
         distill = {"teacher": TEACHER_CARD, "weight": args.distill_weight, "loss": args.distill_loss,
                    "margin_head": not args.distill_only, "centred": centre is not None,
-                   "morphs": args.distill_morphs,
+                   "morphs": args.distill_morphs, "morph_mirrors": not args.no_morph_mirrors,
                    "images": "the training images and their mirrors (teacher run once per image, cached)"}
     cfg = FaceIDConfig(backbone=args.backbone, in_channels=3 + channels(spec, points), input_size=args.img_size,
                        embedding=args.embedding, width=args.width, head="cosface" if args.use_cosface else "arcface",
@@ -569,7 +581,7 @@ def train_face_id(args: argparse.Namespace) -> int:
     task = FaceIDTask(data, cfg, heatmaps=maps, spec=spec, points=points, augment=not args.no_augment,
                       extractor=args.extractor, margin_warmup=args.margin_warmup, margin=args.margin,
                       teacher=teacher, distill_weight=args.distill_weight, distill_kind=args.distill_loss,
-                      morphs=morphs)
+                      morphs=morphs, flip_test=not args.no_flip_test)
     print(f"model {args.backbone} ×{args.width} at {args.img_size} px, {cfg.in_channels} input channels, "
           + (f"{cfg.head} head over {cfg.classes} people" if cfg.classes else "no margin head")
           + (f", distilling {args.distill} ({args.distill_loss}, weight {args.distill_weight})" if distill else ""),
@@ -580,7 +592,7 @@ def train_face_id(args: argparse.Namespace) -> int:
           + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
     path, scores = export(result.model, out, task, command=command, seconds=result.seconds,
                           data_root=str(args.data_root), best=result.best_metrics, split=split,
-                          fp16=not args.no_fp16, distill=distill)
+                          fp16=not args.no_fp16, distill=distill, wall_seconds=time.monotonic() - started)
     line = ", ".join(f"{k} {v:.4f}" for k, v in scores["fp32"].items() if not np.isnan(v))
     print(f"exported {path} (+ {path.with_suffix('.json').name}); ONNX held-out: {line}", flush=True)
     return 0

@@ -204,3 +204,23 @@ def test_flip_test_export_gives_a_face_and_its_mirror_one_vector(tmp_path, spec)
 
 def F_normalize(v):  # noqa: N802 - mirrors torch.nn.functional.normalize
     return torch.nn.functional.normalize(v, dim=1)
+
+
+def test_export_output_rule(tmp_path):
+    """--export-output: the embedding by default, the projection when asked, or auto: the better-ranking one."""
+    from facegraph.nodes.nets.faceid import FaceIDConfig, FaceIDNet
+    from facegraph.nodes.training.faceid import FaceIDTask
+
+    data = fd.load_identities(_identity_folder(tmp_path / "ids", people=3, each=4), holdout_people=1,
+                              probe_fraction=0.25)
+    teacher = teacher_for(data, cache_dir=None, embedder=LeftRight(), log=lambda s: None)
+    cfg = FaceIDConfig(backbone="resnet18", width=0.125, input_size=32, classes=0, distill_dim=6)
+    task = FaceIDTask(data, cfg, heatmaps=None, spec=None, teacher=teacher, augment=False)
+    onehot = np.eye(8, dtype=np.float32)[data.labels]  # a vector that names each person: rank-1 is 1
+    noise = np.random.default_rng(0).normal(size=(len(data.labels), 8)).astype(np.float32)
+    task.embed_both = lambda model, idx, device, batch=128: (noise[idx], onehot[idx])
+    model, cpu = FaceIDNet(cfg), torch.device("cpu")
+    out, scores = task.choose_output(model, cpu)
+    assert out == "embedding" and scores["projection"] == 1.0 > scores["embedding"]
+    assert task.choose_output(model, cpu, "auto")[0] == "projection"
+    assert task.choose_output(model, cpu, "projection")[0] == "projection"

@@ -37,9 +37,9 @@ SHIPPED_MODELS = (
      "6477c26e17e8d5ec3f683d9924053695d1e636b32359da4096143c06b45ab4ac", 547_774),
     ("facegraph/face_id", "data/face_id.onnx", ("face_id",),
      "face ID ResNet-18 x0.5 over RGB + 6 grouped landmark heatmaps (9 ch, 80 px, 512-D), distilled from dlib's "
-     "CC0 descriptor; unseen people AUC 0.829, rank-1 0.916 (facegraph train face-id --distill dlib)",
+     "CC0 descriptor; unseen people AUC 0.863, rank-1 0.929 (facegraph train face-id --distill dlib)",
      "MIT code; weights trained on glint24 (Glint360k sample): research use only; teacher dlib ResNet v1 (CC0)",
-     "7ceca1d31570eceef24e0a926739b5c6794facdac2a30ff2d2140bd9e55695cb", 5_894_378),
+     "8c18696a495996cefbb630fb89e5071ab15e585fe32014f566b5cdb65983aaf7", 5_899_174),
     ("facegraph/expression_transformer", "data/expression/expression_transformer.onnx", ("expression_transformer",),
      "expression transformer, 64 px face + subject embedding -> 65 x 32 expression tokens (one per patch + the "
      "frozen FER CNN's); CK+ probe 0.866 vs pixels 0.814 (facegraph train expression; subjects.npz + .pt beside it)",

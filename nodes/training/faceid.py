@@ -262,9 +262,11 @@ class FaceIDTask:
                 scores["val_teacher_cos"] = float((pv[probe] * self.teacher[probe, 0].numpy()).sum(1).mean())
         return scores
 
-    def choose_output(self, model: nn.Module, device: torch.device) -> tuple[str, dict[str, float]]:
-        """Which vector the export gives: ``embedding`` or ``projection``, whichever ranks the trained people's
-        probe images better against their training images (no unseen person takes part in the choice)."""
+    def choose_output(self, model: nn.Module, device: torch.device, rule: str = "embedding"
+                      ) -> tuple[str, dict[str, float]]:
+        """Which vector the export gives: ``rule`` ``embedding`` / ``projection``, or ``auto``: whichever ranks
+        the trained people's probe images better against their training images (no unseen person takes part in
+        the choice). Both rank-1 figures are returned, whichever the rule."""
         if getattr(model, "projection", None) is None:
             return "embedding", {}
         probe, train = self.data.where("probe"), self.data.where("train")
@@ -273,6 +275,8 @@ class FaceIDTask:
         n = len(probe)
         scores = {name: rank1_gallery(v[:n], labels[probe], v[n:], labels[train])
                   for name, v in (("embedding", emb), ("projection", proj))}
+        if rule != "auto":
+            return rule, scores
         return ("projection" if scores["projection"] > scores["embedding"] else "embedding"), scores
 
 
@@ -359,16 +363,17 @@ class _Embedding(nn.Module):
 
 def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, seconds: float, data_root: str,
            best: dict[str, float], split: dict[str, Any], fp16: bool = True,
-           distill: dict[str, Any] | None = None, wall_seconds: float | None = None) -> tuple[Path, dict[str, Any]]:
+           distill: dict[str, Any] | None = None, wall_seconds: float | None = None,
+           output_rule: str = "embedding") -> tuple[Path, dict[str, Any]]:
     """``out/face_id.onnx`` + ``face_id.json``: channels, heatmap spec, extractor, provenance, ONNX held-out scores;
-    with a projection, the vector the trained people's probes rank better (``FaceIDTask.choose_output``).
+    with a projection, the vector ``output_rule`` names (``FaceIDTask.choose_output``).
     ``wall_seconds``: the whole command until the export (landmarks, teacher and epochs), for the card."""
     import onnxruntime as ort
 
     from ..nets.iresnet import export_onnx
 
     model = model.cpu().eval()
-    output, choice = task.choose_output(model, torch.device("cpu"))
+    output, choice = task.choose_output(model, torch.device("cpu"), output_rule)
     wrapped = _Embedding(model, projection=output == "projection", flip_order=task.flip_order).eval()
     cfg = model.config
     path = out / "face_id.onnx"
@@ -385,8 +390,9 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
     if wall_seconds is not None:
         meta["wall_seconds"] = round(wall_seconds, 1)
     if distill:
-        meta["distill"] = {**distill, "output_choice": {"by": "rank-1 of the trained people's probe images against "
-                                                              "their training images", **choice}}
+        by = ("rank-1 of the trained people's probe images against their training images" if output_rule == "auto"
+              else f"--export-output {output_rule} (the rank-1 figures of the trained people's probes are reported)")
+        meta["distill"] = {**distill, "output_choice": {"by": by, **choice}}
         if cfg.distill_dim:
             meta["distill"]["held_out_torch"] = both_outputs_scores(model, task)
     export_onnx(wrapped, path, input_size=cfg.input_size, in_channels=cfg.in_channels, metadata=meta)

@@ -174,6 +174,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--no-flip-test", action="store_true",
                    help="export one view per face (default: the mean of the face's and its mirror's unit vectors, "
                    "twice the embedder's cost)")
+    p.add_argument("--export-output", choices=["embedding", "projection", "auto"], default="embedding",
+                   help="with --distill: the vector the export gives: the 512-D embedding (default: in every run "
+                   "so far it verified unseen people better), the 128-D projection into the teacher's space, or "
+                   "auto: whichever ranks the trained people's probe images better")
     p.add_argument("--no-distill-centre", action="store_true",
                    help="distil the raw teacher descriptors (default: centred on the training images' mean, which "
                    "otherwise dominates dlib's vectors)")
@@ -592,7 +596,8 @@ def train_face_id(args: argparse.Namespace) -> int:
           + f"; {result.seconds / 60:.1f} min; {result.stopped}", flush=True)
     path, scores = export(result.model, out, task, command=command, seconds=result.seconds,
                           data_root=str(args.data_root), best=result.best_metrics, split=split,
-                          fp16=not args.no_fp16, distill=distill, wall_seconds=time.monotonic() - started)
+                          fp16=not args.no_fp16, distill=distill, wall_seconds=time.monotonic() - started,
+                          output_rule=args.export_output)
     line = ", ".join(f"{k} {v:.4f}" for k, v in scores["fp32"].items() if not np.isnan(v))
     print(f"exported {path} (+ {path.with_suffix('.json').name}); ONNX held-out: {line}", flush=True)
     return 0

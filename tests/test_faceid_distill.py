@@ -182,17 +182,17 @@ def test_flip_test_export_gives_a_face_and_its_mirror_one_vector(tmp_path, spec)
     from facegraph.nodes.face._heatmaps import channels
     from facegraph.nodes.nets.faceid import FaceIDConfig, FaceIDNet
     from facegraph.nodes.nets.iresnet import export_onnx
-    from facegraph.nodes.training.faceid import _Embedding, flip_channels, mirror_input
+    from facegraph.nodes.training.faceid import _Embedding, flip_channels, mirror_index, mirror_input
 
     order = flip_channels(spec, 468)
     cfg = FaceIDConfig(backbone="resnet18", width=0.125, input_size=32, in_channels=3 + channels(spec, 468))
     model = FaceIDNet(cfg).eval()
     x = torch.randn(3, cfg.in_channels, 32, 32)
-    mirrored = mirror_input(x, order)
+    mirrored = mirror_input(x, mirror_index(order))
     if spec:  # the left-eye map of the mirror is the right-eye map of the face, flipped
         assert torch.equal(mirrored[:, 3 + order.index(1)], x[:, 3 + 1].flip(-1))
         assert not torch.equal(mirrored[:, 3:], x[:, 3:].flip(-1))
-    flip = _Embedding(model, flip_order=order).eval()
+    flip = _Embedding(model, flip_index=mirror_index(order)).eval()
     with torch.no_grad():
         a, b, one = flip(x), flip(mirrored), _Embedding(model).eval()(x)
     assert torch.allclose(a, b, atol=1e-5)  # the same vector for the face and its mirror

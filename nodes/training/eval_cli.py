@@ -240,33 +240,41 @@ def _facepose_outputs(args: argparse.Namespace, predictor, rows) -> tuple[dict, 
     return out, reference, aligned_by
 
 
-def _cross_validated(args: argparse.Namespace, specs: list[str], data) -> tuple[Any, Any, dict, list[str], str, str]:
-    """``--model A,B,…``: each model scores only the videos its card holds out; their outputs are pooled."""
+def _scored_rows(args: argparse.Namespace, data) -> tuple[Any, Any, dict, list[str], str, str]:
+    """(the last predictor, the rows scored, the nets' outputs on them, the videos, notes).
+
+    One ``--model``: the ``--videos`` given, else those its card holds out. ``--model A,B,…`` (cross-validation):
+    each model scores only the videos its card holds out, and their outputs are pooled."""
     import numpy as np
 
-    if args.videos:
+    specs = [m.strip() for m in args.model.split(",") if m.strip()]
+    given = [v.strip() for v in (args.videos or "").split(",") if v.strip()]
+    if given and len(specs) > 1:
         raise TrainingError("--videos with several --model: each model scores the videos it held out")
-    index, outs, videos, seen = [], [], [], set()
+    index, outs, videos = [], [], []
     predictor, reference, aligned_by = None, "", ""
     for spec in specs:
         predictor = _load_facepose(args, spec)
-        held = list(predictor.meta.get("data", {}).get("val_videos") or [])
-        if not held:
-            raise TrainingError(f"--model {spec}: its card names no held-out videos")
-        unknown = [v for v in held if v not in data.videos()]
+        chosen = given or list(predictor.meta.get("data", {}).get("val_videos") or [])
+        if not chosen:
+            raise TrainingError("--videos: the model names no held-out videos; list the videos to score"
+                                if len(specs) == 1 else f"--model {spec}: its card names no held-out videos")
+        unknown = [v for v in chosen if v not in data.videos()]
         if unknown:
-            raise TrainingError(f"--model {spec}: held-out video {unknown[0]} is not in {args.data}")
-        twice = seen & set(held)
+            raise TrainingError(f"--videos {unknown[0]}: not in {args.data} (videos: {', '.join(data.videos())})")
+        twice = set(videos) & set(chosen)
         if twice:
             raise TrainingError(f"--model {spec}: {sorted(twice)[0]} is held out by an earlier model too")
-        seen |= set(held)
-        rows_index = np.flatnonzero(np.isin(data.video_names, held))
+        trained_on = set(predictor.meta.get("data", {}).get("train_videos") or []) & set(chosen)
+        if trained_on:
+            print(f"note: {', '.join(sorted(trained_on))} were training videos of {spec}", flush=True)
+        rows_index = np.flatnonzero(np.isin(data.video_names, chosen))
         if args.family == "au" and getattr(predictor, "person_norm", False):  # each video's frames in order
             rows_index = rows_index[np.lexsort((data.frame_indices[rows_index], data.video_names[rows_index]))]
         out, reference, aligned_by = _facepose_outputs(args, predictor, data.subset(rows_index))
         index.append(rows_index)
         outs.append(out)
-        videos += held
+        videos += chosen
     pooled = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
     return predictor, data.subset(np.concatenate(index)), pooled, videos, reference, aligned_by
 
@@ -277,27 +285,7 @@ def eval_facepose(args: argparse.Namespace) -> int:
     from . import h5data
     from .facepose_scores import au_scores, landmark_scores, within_video_r
 
-    data = h5data.read(args.data)
-    specs = [m.strip() for m in args.model.split(",") if m.strip()]
-    if len(specs) > 1:
-        predictor, rows, out, videos, reference, aligned_by = _cross_validated(args, specs, data)
-    else:
-        predictor = _load_facepose(args, args.model)
-        videos = [v.strip() for v in (args.videos or "").split(",") if v.strip()]
-        videos = videos or list(predictor.meta.get("data", {}).get("val_videos") or [])
-        if not videos:
-            raise TrainingError("--videos: the model names no held-out videos; list the videos to score")
-        unknown = [v for v in videos if v not in data.videos()]
-        if unknown:
-            raise TrainingError(f"--videos {unknown[0]}: not in {args.data} (videos: {', '.join(data.videos())})")
-        trained_on = set(predictor.meta.get("data", {}).get("train_videos") or [])
-        if trained_on & set(videos):
-            print(f"note: {', '.join(sorted(trained_on & set(videos)))} were training videos of this model",
-                  flush=True)
-        rows = data.subset(np.flatnonzero(np.isin(data.video_names, videos)))
-        if args.family == "au" and getattr(predictor, "person_norm", False):
-            rows = rows.subset(np.lexsort((rows.frame_indices, rows.video_names)))  # each video's frames in order
-        out, reference, aligned_by = _facepose_outputs(args, predictor, rows)
+    predictor, rows, out, videos, reference, aligned_by = _scored_rows(args, h5data.read(args.data))
     if args.family == "landmark-pose":
         scores = landmark_scores(out["landmarks"], rows.landmarks, out["global_params"], rows.global_params,
                                  rows.matrices)

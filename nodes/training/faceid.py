@@ -71,6 +71,7 @@ class JointTransform:
     def __init__(self, flip_order: list[int] | None, *, scale: float = 0.05, rotate: float = 6.0,
                  shift: float = 0.04, color: float = 0.15, mask_channel: bool = False) -> None:
         self.flip_order, self.scale, self.rotate, self.shift = flip_order, scale, rotate, shift
+        self.mirror = mirror_index(flip_order) if flip_order is not None else None
         self.color, self.mask_channel = color, mask_channel
 
     def matrices(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,10 +91,7 @@ class JointTransform:
         if self.mask_channel:
             out[:, -1] = x[:, -1]  # the mask says "landmarks valid", not "inside the image"
         if flip.any():
-            flipped = out[flip].flip(-1)
-            if self.flip_order:
-                flipped[:, 3:] = flipped[:, 3:][:, self.flip_order]
-            out[flip] = flipped
+            out[flip] = mirror_input(out[flip], self.mirror)
         return out
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -148,9 +146,9 @@ class FaceIDTask:
             self._add_morphs(morphs)
         order = flip_channels(spec, points)
         self.augment = JointTransform(order, mask_channel=bool(spec and spec.get("mask"))) if augment else None
-        #: channel order of a mirrored input when every vector is the mean of the face and its mirror (the
-        #: usual face-ID "flip test"); None when off or when this heatmap scheme has no mirror table
-        self.flip_order = order if flip_test else None
+        #: ``mirror_index`` of the input when every vector is the sum of the face's and its mirror's (the usual
+        #: face-ID "flip test"); None when off or when this heatmap scheme has no mirror table
+        self.flip_index = mirror_index(order) if flip_test and order is not None else None
 
     def _add_morphs(self, morphs: Any) -> None:
         """Blended crops (``faceid_distill.Morphs``) as unlabelled training rows after the real images:
@@ -227,17 +225,11 @@ class FaceIDTask:
         with torch.no_grad():
             for i in range(0, len(index), batch):
                 x = self.stacked(index[i:i + batch]).to(device)
-                emb = model.backbone(x).float()
-                if self.flip_order is None:
-                    out.append(emb.cpu().numpy())
-                    if head is not None:
-                        proj.append(head(emb).float().cpu().numpy())
-                    continue
-                mirrored = model.backbone(mirror_input(x, self.flip_order)).float()
-                out.append((F.normalize(emb, dim=1) + F.normalize(mirrored, dim=1)).cpu().numpy())
+                views = [x] if self.flip_index is None else [x, mirror_input(x, self.flip_index)]
+                embs = [model.backbone(v).float() for v in views]
+                out.append(flip_sum(embs).cpu().numpy())
                 if head is not None:
-                    proj.append((F.normalize(head(emb).float(), dim=1)
-                                 + F.normalize(head(mirrored).float(), dim=1)).cpu().numpy())
+                    proj.append(flip_sum([head(e).float() for e in embs]).cpu().numpy())
         vec = np.concatenate(out) if out else np.zeros((0, self.config.embedding), np.float32)
         pvec = (np.concatenate(proj) if proj else np.zeros((0, self.config.distill_dim), np.float32)
                 ) if head is not None else None
@@ -321,44 +313,43 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def mirror_index(flip_order: list[int]) -> torch.Tensor:
-    """Channel order of a mirrored stacked input: RGB stay, heatmaps follow ``flip_order``."""
+    """Channel order of a mirrored stacked input: RGB stay, heatmaps follow ``flip_channels``' order."""
     return torch.tensor([0, 1, 2] + [3 + c for c in flip_order], dtype=torch.long)
 
 
-def mirror_input(x: torch.Tensor, flip_order: list[int] | torch.Tensor | None) -> torch.Tensor:
-    """Stacked [N, 3+C, S, S] mirrored left-right, its heatmap channels swapped as the joint transform does
-    (``flip_order``: the heatmap order, or ``mirror_index``'s tensor; empty or None for RGB alone)."""
-    mirrored = x.flip(-1)
-    if flip_order is None or (isinstance(flip_order, list) and not flip_order):
-        return mirrored
-    index = flip_order if isinstance(flip_order, torch.Tensor) else mirror_index(flip_order)
-    return mirrored.index_select(1, index.to(x.device))
+def mirror_input(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Stacked [N, 3+C, S, S] mirrored left-right, its channels reordered by ``mirror_index`` (left and right
+    heatmaps swap): the one mirror of the joint transform, the training's flip test and the export."""
+    return x.flip(-1).index_select(1, index.to(x.device))
+
+
+def flip_sum(views: list[torch.Tensor]) -> torch.Tensor:
+    """The vector of one view as it is; of a face and its mirror, the sum of their unit vectors (flip test)."""
+    return views[0] if len(views) == 1 else F.normalize(views[0], dim=1) + F.normalize(views[1], dim=1)
 
 
 class _Embedding(nn.Module):
     """The export: stacked input → embedding, or its projection into the teacher's space (no margin head).
 
-    With ``flip_order`` it returns the sum of the unit vectors of the face and of its mirror (the flip test):
-    the same vector whichever way the face looks, inside the one ONNX file, so ``embed`` and ``eval verify``
-    need not know."""
+    With ``flip_index`` (``mirror_index``) it returns the sum of the unit vectors of the face and of its mirror
+    (the flip test): the same vector whichever way the face looks, inside the one ONNX file, so ``embed`` and
+    ``eval verify`` need not know."""
 
-    def __init__(self, model: FaceIDNet, projection: bool = False, flip_order: list[int] | None = None) -> None:
+    def __init__(self, model: FaceIDNet, projection: bool = False, flip_index: torch.Tensor | None = None) -> None:
         super().__init__()
         self.backbone = model.backbone
         self.projection = model.projection if projection else None
-        self.flip_test = flip_order is not None
-        self.mirror_channels = mirror_index(flip_order) if flip_order else None
+        self.flip_index = flip_index
 
     def one_view(self, x: torch.Tensor) -> torch.Tensor:
         emb = self.backbone(x)
         return self.projection(emb) if self.projection is not None else emb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.flip_test:
+        if self.flip_index is None:
             return self.one_view(x)
-        both = self.one_view(torch.cat([x, mirror_input(x, self.mirror_channels)]))
-        plain, mirrored = both[: x.shape[0]], both[x.shape[0]:]
-        return F.normalize(plain, dim=1) + F.normalize(mirrored, dim=1)
+        both = self.one_view(torch.cat([x, mirror_input(x, self.flip_index)]))  # one batched pass
+        return flip_sum([both[: x.shape[0]], both[x.shape[0]:]])
 
 
 def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, seconds: float, data_root: str,
@@ -374,7 +365,7 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
 
     model = model.cpu().eval()
     output, choice = task.choose_output(model, torch.device("cpu"), output_rule)
-    wrapped = _Embedding(model, projection=output == "projection", flip_order=task.flip_order).eval()
+    wrapped = _Embedding(model, projection=output == "projection", flip_index=task.flip_index).eval()
     cfg = model.config
     path = out / "face_id.onnx"
     meta = {
@@ -385,7 +376,7 @@ def export(model: FaceIDNet, out: Path, task: FaceIDTask, *, command: str, secon
         "landmarks": ({"extractor": task.extractor, "crop": "arcface", "crop_size": int(task.data.images.shape[1])}
                       if task.spec else None),
         "config": asdict(cfg), "data": {"path": data_root, **split}, "command": command,
-        "train_seconds": round(seconds, 1), "best_epoch_torch": best, "flip_test": task.flip_order is not None,
+        "train_seconds": round(seconds, 1), "best_epoch_torch": best, "flip_test": task.flip_index is not None,
     }
     if wall_seconds is not None:
         meta["wall_seconds"] = round(wall_seconds, 1)

@@ -139,6 +139,34 @@ def test_training_references_come_from_another_clip_of_the_subject():
     np.testing.assert_allclose(refs[0], train.images[np.r_[0:4, 8:12, 16:20]].mean(0) / 255.0, atol=1e-5)
 
 
+def test_swap_loss_rereads_tokens_rendered_as_another_subject():
+    t, r = small(head="conv+ref")
+    train = clip_set(subjects=3)
+    task = ExpressionTask(train, clip_set(2), t, r, flip=False, subject_dropout=0.0, swap_weight=0.5)
+    model = task.build_model()
+    torch.manual_seed(0)
+    x, ids, ref = next(task.train_batches(0, 3, torch.Generator().manual_seed(1)))
+    subject = model.transformer.subject(ids)
+    tokens = model.transformer(task.normalise(x), subject)
+    got = task.swap_loss(model, tokens, subject, ids, ref)
+    other = [2, 0, 1]  # first half (3 clips): each clip rendered as the previous clip's subject
+    keep = [i for i in range(3) if int(ids[other[i]]) != int(ids[i])]
+    assert keep  # three clips of a batch of 3 distinct-subject ids (0, 1, 2 in some order)
+    src = tokens[:3][keep].detach()
+    swapped = model.reconstruction(subject[other][keep], src, ref[other][keep])
+    again = model.transformer(task.normalise(swapped), subject[other][keep])
+    want = ((again - src) ** 2).mean() / (src.var(0, unbiased=False).mean() + 1e-6)
+    torch.testing.assert_close(got, want)
+    loss, logs = task.loss(model, (x, ids, ref), torch.device("cpu"))
+    assert logs["swap"] > 0
+    loss.backward()  # the decoder learns from it through the re-read, the tokens only as its input
+    assert model.reconstruction.reference_in.net[0].weight.grad.abs().sum() > 0
+    same = torch.zeros_like(ids)  # one subject throughout: nothing to swap
+    assert float(task.swap_loss(model, tokens, subject, same, ref)) == 0.0
+    with pytest.raises(Exception, match="--swap-weight -1"):
+        ExpressionTask(train, clip_set(2), t, r, swap_weight=-1)
+
+
 def test_enrollment_renders_from_the_enrollment_mean():
     torch.manual_seed(0)
     t, r = small(head="conv+ref")

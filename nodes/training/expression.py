@@ -21,6 +21,15 @@ its subject (16 frames of the same person, as enrollment will have), so the mode
 learns to move a few frames' average to the face at hand, not to copy a mean it
 has seen every frame of.
 
+Swap consistency (``--swap-weight``, off by default: the design has three losses): each
+clip's tokens are also rendered as another subject of the batch (that subject's
+embedding and reference face), re-read by the transformer given that subject, and
+pulled back to the tokens they came from (MSE over the tokens' spread across the batch,
+so shrinking every token does not meet it; the source tokens held fixed). It is
+the identity swap's own test made a loss: without it the patch tokens carried the
+source face's appearance, and the tokens re-read from a swapped face were no nearer
+their source frame than any other frame of the video.
+
 Validation runs on the held-out videos' clips (people the subject table has never
 seen, so they get the mean subject embedding there; ``facegraph eval reconstruction``
 enrolls them properly): PSNR of the reconstructions and the three losses, and the
@@ -163,7 +172,7 @@ class ExpressionTask:
 
     def __init__(self, train: ClipSet, val: ClipSet, tcfg: TransformerConfig, rcfg: ReconstructionConfig, *,
                  schedule: LossSchedule | None = None, freeze_transformer: bool = False, flip: bool = True,
-                 val_pairs: int = 192, subject_dropout: float = 0.5) -> None:
+                 val_pairs: int = 192, subject_dropout: float = 0.5, swap_weight: float = 0.0) -> None:
         if len(train) == 0:
             raise TrainingError("--clips: no training clips (is every video in --val-videos?)")
         if int(train.subjects.max()) >= tcfg.subjects:
@@ -175,6 +184,9 @@ class ExpressionTask:
         self.flip = flip
         self.val_pairs = val_pairs  # validation cost stays small next to an epoch's training
         self.subject_dropout = subject_dropout
+        if swap_weight < 0:
+            raise TrainingError(f"--swap-weight {swap_weight}: must be ≥ 0")
+        self.swap_weight = swap_weight
         self.step = 0
         self.mean = torch.tensor(tcfg.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(tcfg.std).view(1, 3, 1, 1)
@@ -247,7 +259,26 @@ class ExpressionTask:
         rec = model.reconstruction(subject, tokens, reference)
         half = x.shape[0] // 2
         return {"rec": F.mse_loss(rec, x), "temporal": temporal_loss(tokens[:half], tokens[half:]),
-                "diversity": diversity_loss(tokens), "recon": rec}
+                "diversity": diversity_loss(tokens), "recon": rec, "tokens": tokens}
+
+    def swap_loss(self, model: ExpressionAutoencoder, tokens: torch.Tensor, subject: torch.Tensor,
+                  ids: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        """Tokens survive a swap: first-half tokens rendered as the next clip's subject, re-read given that
+        subject, against the tokens themselves (held fixed), relative to the tokens' variance over the batch
+        (1: no better than a random face of the batch). Pairs of one subject are left out; 0 if none."""
+        half = tokens.shape[0] // 2
+        other = torch.roll(torch.arange(half, device=tokens.device), 1)  # the batch order is already random
+        differs = ids[:half][other] != ids[:half]
+        if not bool(differs.any()):
+            return tokens.new_zeros(())
+        source = tokens[:half][differs]
+        target = subject[:half][other][differs]
+        target_ref = None if reference is None else reference[:half][other][differs]
+        swapped = model.reconstruction(target, source, target_ref)
+        again = model.transformer(self.normalise(swapped), target)
+        target_tokens = source.detach()
+        spread = target_tokens.var(dim=0, unbiased=False).mean() + 1e-6  # how far apart faces' tokens are
+        return F.mse_loss(again, target_tokens) / spread
 
     def loss(self, model: nn.Module, batch: Any, device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
         x, ids, ref = batch
@@ -257,11 +288,16 @@ class ExpressionTask:
         if self.subject_dropout > 0:  # one decision per clip: both frames of a pair see the same subject input
             keep = torch.rand(x.shape[0] // 2, device=device) >= self.subject_dropout
             seen = torch.cat([keep, keep])
-        parts = self.losses(model, x, model.transformer.subject(ids), seen, ref)
+        subject = model.transformer.subject(ids)
+        parts = self.losses(model, x, subject, seen, ref)
         w = self.schedule.weights(self.step)
         self.step += 1
         total = w["rec"] * parts["rec"] + w["temporal"] * parts["temporal"] + w["diversity"] * parts["diversity"]
         logs = {k: float(parts[k].detach()) for k in ("rec", "temporal", "diversity")}
+        if self.swap_weight > 0:
+            swap = self.swap_loss(model, parts["tokens"], subject, ids, ref)
+            total = total + self.swap_weight * swap
+            logs["swap"] = float(swap.detach())
         return total, {**logs, "psnr": psnr(parts["recon"].detach(), x)}
 
     def mean_subject(self, model: ExpressionAutoencoder) -> torch.Tensor:

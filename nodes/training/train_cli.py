@@ -231,6 +231,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--rec-weight", default="0.01:1.0", metavar="START:END", help="λ_rec schedule")
     p.add_argument("--temporal-weight", default="0.4:0.1", metavar="START:END", help="λ_temp schedule")
     p.add_argument("--diversity-weight", default="0.3:0.1", metavar="START:END", help="λ_div schedule")
+    p.add_argument("--swap-weight", type=float, default=0.0,
+                   help="weight of the swap-consistency loss: tokens rendered as another subject and re-read "
+                   "stay the same (default 0: off, the design's three losses)")
     p.add_argument("--loss-ramp-steps", type=int, default=3000, help="steps over which the λ go from START to END")
     p.add_argument("--warmup-steps", type=int, default=3000, help="linear learning-rate warm-up, in steps")
     p.add_argument("--no-flip", action="store_true", help="no mirror augmentation")
@@ -686,7 +689,7 @@ def train_expression(args: argparse.Namespace) -> int:
     try:
         task = ExpressionTask(train, val, tcfg, rcfg, schedule=schedule,
                               freeze_transformer=args.freeze_expression_transformer, flip=not args.no_flip,
-                              subject_dropout=args.subject_dropout)
+                              subject_dropout=args.subject_dropout, swap_weight=args.swap_weight)
         task.build_model()
     except ValueError as exc:
         raise TrainingError(f"facegraph train expression: {exc}") from None

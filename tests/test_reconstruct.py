@@ -100,6 +100,10 @@ def test_subjects_beside_the_decoder_and_identity_swap(models):
     same = run_node(Reconstruct(encoder=str(paths["enc"]), decoder=str(paths["dec"]), subject="alice"),
                     {"crops": data})["image"]["image"]
     assert not np.array_equal(same, cv2.resize(out["image"]["image"], (SIZE, SIZE)))
+    # `--set swap.target_subject=2` arrives as YAML's integer 2: the same training id
+    by_int = run_node(Reconstruct(encoder=str(paths["enc"]), decoder=str(paths["dec"]), subject="alice",
+                                  target_subject=2, size=24), {"crops": data})
+    np.testing.assert_array_equal(by_int["image"]["image"], out["image"]["image"])
 
 
 def test_unknown_subject_and_missing_store(models, tmp_path):

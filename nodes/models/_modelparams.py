@@ -42,15 +42,15 @@ SHIPPED_MODELS = (
      "8c18696a495996cefbb630fb89e5071ab15e585fe32014f566b5cdb65983aaf7", 5_899_174),
     ("facegraph/expression_transformer", "data/expression/expression_transformer.onnx", ("expression_transformer",),
      "expression transformer, 64 px face + subject embedding -> 65 x 32 expression tokens (one per patch + the "
-     "frozen FER CNN's); CK+ probe 0.866 vs pixels 0.814 (facegraph train expression; subjects.npz + .pt beside it)",
+     "frozen FER CNN's); CK+ probe 0.887 vs pixels 0.814 (facegraph train expression; subjects.npz + .pt beside it)",
      "MIT code; weights trained on the shared research videos (+ the FER-2013 CNN's): research use only",
-     "890247063606e84c4bd494ca7cb7becde4264160bfcd60185785a511b6f02ebb", 7_521_398),
+     "2d0b2a6ca292f4c0bba468cda7e9db33e26cc733f7eb08ff9e65039b24a4562d", 7_521_398),
     ("facegraph/expression_reconstruction", "data/expression/expression_reconstruction.onnx",
      ("expression_reconstruction",),
      "expression reconstruction model, subject embedding + tokens + the subject's reference face -> 64 px face; "
-     "held-out PSNR vs mean face +4.3 / +2.3 / -2.3 dB (facegraph train expression)",
+     "held-out PSNR vs mean face +5.5 / +1.9 / -1.2 dB, +3.9 over all frames (facegraph train expression)",
      "MIT code; weights trained on the shared research videos: research use only",
-     "27ed355e560ef3acc64de4a9f2708d870dee339b9a5cf272e82e894fb39a50c8", 3_525_669),
+     "5789233b266ecc52fc809d051185936166436e617b953e0195c191ecd75ec2ad", 3_527_035),
 )
 
 

@@ -89,8 +89,10 @@ class Reconstruct(Node):
     encoder = Param(str, TRANSFORMER, doc="expression transformer: ONNX or .pt (path or catalogue name)")
     decoder = Param(str, RECONSTRUCTION, doc="reconstruction model: ONNX or .pt (path or catalogue name)")
     subjects = Param(str, "", doc="subjects.npz (default: the one beside the decoder)")
-    subject = Param(str, "mean", doc="who the faces are: mean, an enrolled name, or a training id")
-    target_subject = Param(str, "", doc="render the faces as this subject instead (identity swap); '' = subject")
+    # (str, int): `--set swap.target_subject=12` reaches the node as YAML's integer 12, a training id
+    subject = Param((str, int), "mean", doc="who the faces are: mean, an enrolled name, or a training id")
+    target_subject = Param((str, int), "", doc="render the faces as this subject instead (identity swap); "
+                           "'' = subject")
     faces = Param(int, 1, ge=1, le=16, doc="how many faces are tiled into the image output")
     size = Param(int, 0, ge=0, le=2048, doc="tile side in pixels; 0: the model's image size")
     providers = Param(str, "auto", doc="ONNX Runtime provider: auto, cpu, cuda, coreml, tensorrt")
@@ -127,11 +129,12 @@ class Reconstruct(Node):
         dim = int(dec_meta.get("subject_dim", 0)) or store.vectors.shape[1]
         if store.vectors.shape[1] != dim or int(enc_meta.get("subject_dim", dim)) != dim:
             raise ModelError(f"{store.path}: its embeddings are {store.vectors.shape[1]}-D, the models take {dim}-D")
-        self.source_vec = store.get(self.subject, "subject")
-        self.target_vec = store.get(self.target_subject, "target_subject") if self.target_subject else self.source_vec
+        subject, target = str(self.subject), str(self.target_subject)
+        self.source_vec = store.get(subject, "subject")
+        self.target_vec = store.get(target, "target_subject") if target else self.source_vec
         self.target_ref = None
         if bool(dec_meta.get("reference", False)):  # the conv+ref head renders from the shown subject's reference face
-            who, what = (self.target_subject, "target_subject") if self.target_subject else (self.subject, "subject")
+            who, what = (target, "target_subject") if target else (subject, "subject")
             self.target_ref = np.ascontiguousarray(store.reference(who, what).transpose(2, 0, 1))
         self.out_size = int(dec_meta.get("image_size", 64))
         self.out_color = str(dec_meta.get("color", "rgb"))

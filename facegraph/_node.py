@@ -63,6 +63,8 @@ class Param:
         kinds = self.kind if isinstance(self.kind, tuple) else (self.kind,)
         if value is None and self.default is None:
             return None
+        if isinstance(value, bool) and bool not in kinds and str in kinds and self.choices is not None:
+            value = _yaml_word(value, self.choices)
         ok = any(_is_instance(value, k) for k in kinds)
         if not ok:
             raise ParamError(
@@ -80,6 +82,15 @@ class Param:
             if self.le is not None and value > self.le:
                 raise ParamError(f"parameter '{self.name}' must be <= {self.le}, got {value!r}")
         return value
+
+
+def _yaml_word(value: bool, choices: tuple[Any, ...]) -> Any:
+    """The word YAML 1.1 read as a boolean (``off``, ``on``, ``yes``, ``no``), back, when it is one of the choices:
+    ``--set au.postprocess=off`` and ``postprocess: off`` in a graph file mean the word, not False."""
+    for word in (("on", "yes", "true") if value else ("off", "no", "false")):
+        if word in choices:
+            return word
+    return value
 
 
 def _is_instance(value: Any, kind: type) -> bool:

@@ -13,6 +13,7 @@ class Knobs(Node):
     mode = Param(str, "fast", choices=("fast", "slow"))
     count = Param(int, doc="how many")
     source = Param((int, str), 0)
+    post = Param(str, "auto", choices=("auto", "on", "off"))
 
 
 @pytest.mark.parametrize(
@@ -26,6 +27,7 @@ class Knobs(Node):
         ({"count": 1, "scale": 0}, "parameter 'scale' must be >= 0.1, got 0.0"),
         ({"count": 1, "mode": "medium"}, "parameter 'mode' must be one of 'fast', 'slow', got 'medium'"),
         ({"count": 1, "source": 1.5}, "parameter 'source' must be int or str, got float 1.5"),
+        ({"count": 1, "mode": False}, "parameter 'mode' must be str, got bool False"),  # no yes/no word to mean
     ],
 )
 def test_bad_parameters(params, message):
@@ -41,7 +43,12 @@ def test_good_parameters_fill_defaults_and_widen_ints():
     assert Knobs("k", count=1, source="cam.mp4").source == "cam.mp4"
 
 
+def test_yaml_booleans_are_the_words_a_choice_names():
+    """YAML 1.1 reads `off` / `on` as booleans: `--set k.post=off` and `post: off` in a graph file mean the word."""
+    assert (Knobs("k", count=1, post=False).post, Knobs("k", count=1, post=True).post) == ("off", "on")
+
+
 def test_declarations_are_collected_and_removed_from_the_class():
-    assert list(Knobs.params) == ["scale", "mode", "count", "source"]
+    assert list(Knobs.params) == ["scale", "mode", "count", "source", "post"]
     assert list(Knobs.outputs) == ["out"]
     assert Knobs.params["scale"].name == "scale"

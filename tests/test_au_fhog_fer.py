@@ -135,6 +135,24 @@ def test_export_has_two_inputs_matches_torch_and_the_predictor_needs_landmarks(t
     np.testing.assert_allclose(one["au_intensities"], a[0], atol=1e-5)
 
 
+def test_coreml_package_takes_the_image_and_the_fhog(trained, tmp_path):
+    pytest.importorskip("coremltools")
+    from facegraph.nodes.models.facepose import CoreMLRunner
+    from facegraph.nodes.training.facepose_export import export_all
+
+    _, task, result = trained
+    written = export_all(result.model, tmp_path, task, ["coreml"], data="synthetic", command="test", seconds=1.0,
+                         best=result.best_metrics)
+    assert tmp_path / "au_net.mlpackage" in written
+    assert "image" in json.loads((tmp_path / "au_net.json").read_text())["coreml"]
+    runner = CoreMLRunner(tmp_path / "au_net.mlpackage", ["au_intensities"])  # reads the spec; predicts on macOS
+    assert runner.inputs == ["image", "fhog"]
+    shapes = {i.name: list(i.type.multiArrayType.shape) for i in runner.model.get_spec().description.input}
+    assert shapes == {"image": [1, 3, 112, 112], "fhog": [1, HOG_DIM]}
+    with pytest.raises(ModelError, match="takes 2 inputs"):
+        runner(np.zeros((1, 3, 112, 112), np.float32))
+
+
 def test_au_nn_moves_the_frames_landmarks_into_each_crop_and_asks_for_them(trained):
     from facegraph.nodes.face.facenets import AUNN
     from facegraph.nodes.models.facepose import crop_matrix

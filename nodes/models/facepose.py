@@ -90,15 +90,18 @@ class CoreMLRunner(_Runner):
 
         self.model = ct.models.MLModel(str(path))
         spec = self.model.get_spec()
-        self.input = spec.description.input[0].name
+        self.inputs = [i.name for i in spec.description.input]  # image, then fhog for an FHOG net
         self.outputs = [o.name for o in spec.description.output]  # in the traced module's return order
         if len(self.outputs) != len(outputs):
             raise BackendUnavailable(f"{path}: {len(self.outputs)} outputs, the metadata names {len(outputs)}")
 
     def __call__(self, x: np.ndarray, *more: np.ndarray) -> list[np.ndarray]:
-        if more:  # no CoreML export takes a second input (an FHOG net's packages are not written)
-            raise ModelError("a CoreML package takes the image only; this model needs its ONNX file")
-        rows = [self.model.predict({self.input: x[i:i + 1]}) for i in range(len(x))]
+        arrays = (x, *more)
+        if len(arrays) != len(self.inputs):
+            raise ModelError(f"the CoreML package takes {len(self.inputs)} inputs ({', '.join(self.inputs)}), "
+                             f"given {len(arrays)}")
+        rows = [self.model.predict({n: a[i:i + 1] for n, a in zip(self.inputs, arrays, strict=True)})
+                for i in range(len(x))]
         return [np.concatenate([np.asarray(r[name]) for r in rows]) for name in self.outputs]
 
 

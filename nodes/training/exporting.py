@@ -56,13 +56,21 @@ def export_onnx_checked(export_fn: Callable[[], Path], torch_fn: Callable[..., A
     return path, diff
 
 
-def export_coreml(module: Any, example: np.ndarray, path: Path, input_name: str = "image",
-                  metadata: dict[str, Any] | None = None) -> Path:
+def export_coreml(module: Any, example: np.ndarray | tuple[np.ndarray, ...], path: Path,
+                  input_name: str | tuple[str, ...] = "image", metadata: dict[str, Any] | None = None,
+                  fp16: bool = True) -> Path:
     """A traced torch module → ``.mlpackage`` (needs coremltools: the ``[coreml]`` extra).
 
-    ``metadata`` (labels, input size, normalisation) goes into the package's user-defined
-    metadata as JSON strings, so the file alone tells a node how to feed it.
+    ``example`` and ``input_name`` are one array and name, or a tuple of each for a module
+    with several inputs (the FHOG AU net: image and fhog). ``metadata`` (labels, input size,
+    normalisation) goes into the package's user-defined metadata as JSON strings, so the file
+    alone tells a node how to feed it. ``fp16`` is CoreML's default compute precision; ``False``
+    keeps float32 (the FHOG AU net: one 4592-wide dot product per AU, unmeasurable here in fp16).
     """
+    examples = example if isinstance(example, tuple) else (example,)
+    names = input_name if isinstance(input_name, tuple) else (input_name,)
+    if len(examples) != len(names):
+        raise ValueError(f"{len(examples)} example inputs for {len(names)} input names")
     try:
         import coremltools as ct
     except ImportError:
@@ -71,10 +79,12 @@ def export_coreml(module: Any, example: np.ndarray, path: Path, input_name: str 
 
     module.eval()
     with torch.no_grad():
-        traced = torch.jit.trace(module, torch.from_numpy(example))
+        traced = torch.jit.trace(module, tuple(torch.from_numpy(e) for e in examples))
     try:
-        model = ct.convert(traced, inputs=[ct.TensorType(name=input_name, shape=example.shape)],
-                           convert_to="mlprogram")
+        model = ct.convert(traced, inputs=[ct.TensorType(name=n, shape=e.shape) for n, e in zip(names, examples,
+                                                                                                strict=True)],
+                           convert_to="mlprogram",
+                           compute_precision=ct.precision.FLOAT16 if fp16 else ct.precision.FLOAT32)
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise TrainingError(f"--export coreml: conversion failed ({first})") from None

@@ -69,7 +69,7 @@ def _fhog_input(task: Any) -> bool:
 
 def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str], meta: dict[str, Any],
                      sample: np.ndarray) -> list[Path]:
-    """``au_net.onnx`` with two inputs, (image, fhog) → clipped AUs; its held-out scores; no CoreML (see below)."""
+    """``au_net.onnx`` (and ``au_net.mlpackage``) with two inputs, (image, fhog) → clipped AUs; held-out scores."""
     import onnxruntime as ort
 
     from ..face._aligned_hog import FHOG_INPUT
@@ -84,9 +84,16 @@ def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str],
                       "how": "FHOG (dlib's 31 channels, 8 px cells: 12×12×31) of the crop re-aligned OpenFace's way: "
                              "a similarity on the rigid points to the PDM-mean template at 112 px "
                              "(facegraph.nodes.face._aligned_hog.aligned_fhog)"},
-                held_out_landmarks=task.val_landmarks_from,
-                coreml="not exported: CoreML would take the image half only and FHOG runs in numpy either way")
+                held_out_landmarks=task.val_landmarks_from)
     written: list[Path] = []
+    if "coreml" in targets:
+        coreml_meta = {k: meta[k] for k in ("kind", "input_size", "crop_size", "mean", "std", "outputs", "au_names",
+                                            "inputs")}
+        example = (sample[:1], np.ascontiguousarray(hog[:1], np.float32))
+        written.append(export_coreml(ClippedAUs(model).eval(), example, out / "au_net", ("image", "fhog"),
+                                     metadata=coreml_meta, fp16=False))
+        meta["coreml"] = ("au_net.mlpackage (float32): inputs image (1, 3, 112, 112) and fhog (1, 4464), one face "
+                          "per call")
     if "onnx" in targets:
         wrapped = ClippedAUs(model).eval()
         args = (torch.from_numpy(sample), torch.from_numpy(np.ascontiguousarray(hog, np.float32)))

@@ -434,14 +434,7 @@ def train_facepose(args: argparse.Namespace) -> int:
                                seconds=result.seconds, best=result.best_metrics,
                                weights=f"checkpoint_{args.keep}.pt"):
             print(f"exported {path}", flush=True)
-        _note_no_coreml(args, exports)
     return 0
-
-
-def _note_no_coreml(args: argparse.Namespace, exports: list[str]) -> None:
-    if getattr(args, "net", "pixels") == "fhog+fer" and "coreml" in exports:
-        print("note: no .mlpackage for --net fhog+fer: CoreML would hold the image half only, and its FHOG runs in "
-              "numpy on every backend (the ONNX file runs on CPU and GPU)", flush=True)
 
 
 def _fhog_fer_task(args: argparse.Namespace, train, val, weights: list[float] | None):
@@ -494,7 +487,9 @@ def _export_only(args: argparse.Namespace, task, exports: list[str], command: st
                            seconds=float(state.get("seconds", 0.0)), best=dict(state.get("best_metrics", {})),
                            weights=Path(args.export_only).name):
         print(f"exported {path}", flush=True)
-    _note_no_coreml(args, exports or ["onnx"])
+    return 0
+
+
 def train_face_id(args: argparse.Namespace) -> int:
     import time
 

@@ -247,6 +247,7 @@ def test_eval_au_cross_validates_models_on_the_videos_each_held_out(tiny, tmp_pa
     """``eval au --model A,B``: each model scores only the videos its card holds out, and the scores pool them."""
     import json
 
+    from facegraph.nodes.models.au_floor import subtract_floors
     from facegraph.nodes.training.facepose import AUTask
     from facegraph.nodes.training.facepose_export import export_all
     from facegraph.nodes.training.facepose_scores import au_scores
@@ -268,12 +269,17 @@ def test_eval_au_cross_validates_models_on_the_videos_each_held_out(tiny, tmp_pa
         expect_pred.append(p.predict_batch(d.subset(va).images[..., ::-1])["au_intensities"])
         expect_rows.append(va)
     path = tmp_path / "cv.json"
-    assert cli(["eval", "au", "--model", ",".join(runs), "--data", str(tiny), "--backend", "onnx",
-                "--json", str(path)]) == 0
-    report = json.loads(path.read_text())
-    assert report["faces"] == len(d) and sorted(report["videos"]) == d.videos()
-    want = au_scores(np.concatenate(expect_pred), d.au_intensities[np.concatenate(expect_rows)], d.au_names)
-    assert abs(report["scores"]["val_mean_r"] - want["val_mean_r"]) < 1e-4
+    rows = np.concatenate(expect_rows)
+    for floor in ("off", "on"):  # on: each video's floor (its 25th percentile per AU) off, as au.nn after a file
+        assert cli(["eval", "au", "--model", ",".join(runs), "--data", str(tiny), "--backend", "onnx",
+                    "--floor", floor, "--json", str(path)]) == 0
+        report = json.loads(path.read_text())
+        assert report["faces"] == len(d) and sorted(report["videos"]) == d.videos() and report["floor"] == floor
+        pred = np.concatenate(expect_pred)
+        if floor == "on":
+            pred = subtract_floors(pred, d.video_names[rows])
+        want = au_scores(pred, d.au_intensities[rows], d.au_names)
+        assert abs(report["scores"]["val_mae"] - want["val_mae"]) < 1e-5
     capsys.readouterr()
     # one-line refusals: a video held out twice, --videos beside several models
     assert cli(["eval", "au", "--model", f"{runs[0]},{runs[0]}", "--data", str(tiny)]) != 0

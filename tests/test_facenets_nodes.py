@@ -56,7 +56,7 @@ def _faces(points, tid=7):
             "kps": five[None].astype(np.float32), "track_id": np.array([tid], np.int32)}
 
 
-def test_landmarks_and_aus_per_face_with_tracks_followed(models, frames):
+def test_landmarks_and_aus_per_face_with_tracks_followed(models, frames, tmp_path):
     image, points, _, _ = frames[0]
     faces = _faces(points)
     lm = LandmarksNN(model=str(models / "lm"), backend="auto")
@@ -75,7 +75,7 @@ def test_landmarks_and_aus_per_face_with_tracks_followed(models, frames):
     # frames 2 and 3 repeat the detection: their crops come from the last landmarks, not the detector's points
     assert not np.allclose(out[1]["crops"]["matrices"], out[0]["crops"]["matrices"])
     au = AUNN(model=str(models / "au"))
-    got = run_node_frames(au, [{"crops": o["crops"]} for o in out])
+    got = run_node_frames(au, [{"crops": o["crops"]} for o in out], context=RunContext(output_dir=tmp_path))
     assert got[0]["aus"]["intensity"].shape == (1, 17) and got[0]["aus"]["backend"] == "nn-onnx-cpu"
     assert 0.0 <= got[0]["aus"]["intensity"].min() and got[0]["aus"]["intensity"].max() <= 5.0
     assert got[0]["aus"]["names"][0] == "AU01" and list(got[0]["aus"]["track_id"]) == [7]

@@ -246,8 +246,9 @@ class AUNN(Node):
                         "success": np.ones(len(images), np.uint8), "backend": f"nn-{self.net.backend}", **extra}}
 
     def flush(self) -> None:
-        """End of a file: each track's floor off, left where the table sinks look for revised values."""
-        if not self._offline:
+        """End of a file: each track's floor off, left where the table sinks look for revised values (nothing is
+        written when no tracked face was seen: no packet named the file)."""
+        if not self._offline or not self._floors.values:
             return None
         arrays = self._floors.revised(len(self.names))
         path = Path(self._revise)

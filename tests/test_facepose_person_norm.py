@@ -178,9 +178,10 @@ def pn_export(pn_run, tmp_path_factory):
     return task, out
 
 
-def test_au_node_keeps_one_reference_per_track(pn_export):
+def test_au_node_keeps_one_reference_per_track(pn_export, tmp_path):
     from facegraph.nodes.face.facenets import AUNN
 
+    from facegraph import RunContext
     from facegraph.testing import run_node_frames
 
     task, out = pn_export
@@ -189,7 +190,8 @@ def test_au_node_keeps_one_reference_per_track(pn_export):
     frames = [{"crops": {"images": crops[i:i + 1], "matrices": np.eye(2, 3, dtype=np.float32)[None],
                          "track_id": np.array([tid], np.int32)}}
               for i, tid in enumerate([3, 3, 3, 9])]
-    got = np.concatenate([o["aus"]["intensity"] for o in run_node_frames(node, frames)])
+    ctx = RunContext(output_dir=tmp_path)
+    got = np.concatenate([o["aus"]["intensity"] for o in run_node_frames(node, frames, context=ctx)])
     p = fp.load_au_predictor(out)
     f = p.features_batch(crops)
     want3 = p.predict_features(f[:3], causal_references(f[:3]))["au_intensities"]

@@ -42,6 +42,7 @@ def main() -> int:
     import onnxruntime as ort
     import torch
     from facegraph.nodes.training.exporting import export_coreml
+    from facegraph.nodes.training.facepose_export import coreml_metadata
 
     module, n = rebuilt_from_onnx(args.model / "au_net.onnx")
     rng = np.random.default_rng(0)
@@ -56,10 +57,8 @@ def main() -> int:
         raise SystemExit(f"the rebuilt net differs from {args.model / 'au_net.onnx'} by {diff:.2e}")
     meta_path = args.model / "au_net.json"
     meta = json.loads(meta_path.read_text())
-    coreml_meta = {k: meta[k] for k in ("kind", "input_size", "crop_size", "mean", "std", "outputs", "au_names",
-                                        "inputs")}
     path = export_coreml(module, (image[:1], fhog[:1]), args.model / "au_net", ("image", "fhog"),
-                         metadata=coreml_meta, fp16=False)
+                         metadata=coreml_metadata(meta), fp16=False)
     meta["coreml"] = ("au_net.mlpackage (float32): inputs image (1, 3, 112, 112) and fhog (1, 4464), one face "
                       "per call; made from au_net.onnx's own weights by benchmarks/au_fhog_fer_coreml.py "
                       f"(torch vs ONNX {diff:.1e})")

@@ -10,6 +10,7 @@ import numpy as np
 
 from facegraph import FRAME, Input, ModelError, Node, Output, Param, ParamError, PortValueError, register
 
+from ..au_revision import write_revision
 from ..types import AUS, CROPS, LANDMARKS, POSE
 from ._au_geometry import ESTIMATED, OPENFACE_AUS, NeutralBaseline, features, intensities
 from ._source_kind import is_image, wants_postprocess
@@ -331,8 +332,6 @@ class AU(Node):
             self._finish(key, person)
         self._people.clear()
         parts = self._done
-        path = Path(self._revise)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if parts:
             arrays = {name: np.concatenate([p[i] for p in parts]) for i, name in
                       enumerate(("frame_id", "track_id", "intensity", "presence", "success"))}
@@ -340,9 +339,7 @@ class AU(Node):
             arrays = {"frame_id": np.zeros(0, np.int64), "track_id": np.zeros(0, np.int64),
                       "intensity": np.zeros((0, len(self._of.svr.names))),
                       "presence": np.zeros((0, len(self._of.svm.names))), "success": np.zeros(0, bool)}
-        tmp = path.with_name(path.name + ".part.npz")
-        np.savez(tmp, names=np.array(self._of.svr.names), presence_names=np.array(self._of.svm.names), **arrays)
-        tmp.replace(path)
+        write_revision(self._revise, list(self._of.svr.names), list(self._of.svm.names), **arrays)
         return None
 
     def close(self) -> None:

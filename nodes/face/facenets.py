@@ -12,13 +12,13 @@ moved back to the frame; translation follows OpenFace's weak-perspective reading
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from facegraph import FRAME, Input, ModelError, Node, Output, Param, register
 
+from ..au_revision import write_revision
 from ..types import AUS, CROPS, FACES, LANDMARKS, POSE
 from ._align import transform_points, warp_crops
 from ._aligned_hog import reads_fhog
@@ -204,11 +204,10 @@ class AUNN(Node):
         self.net = load_au_predictor(folder, backend=None if self.backend == "auto" else self.backend,
                                      threads=max(1, self.context.threads))
         self.names = self.net.get_au_names()
+        from ..models.au_floor import FloorBook
         from ..models.person_reference import TrackReferences
 
         self.references = TrackReferences()
-        from ..models.au_floor import FloorBook
-
         self._floors = FloorBook()
         self._offline: bool | None = None
         self._revise = str(self.context.output_path(f".facegraph/{self.context.graph_name}.{self.id}.aus.npz"))
@@ -250,11 +249,5 @@ class AUNN(Node):
         written when no tracked face was seen: no packet named the file)."""
         if not self._offline or not self._floors.values:
             return None
-        arrays = self._floors.revised(len(self.names))
-        path = Path(self._revise)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".part.npz")
-        np.savez(tmp, names=np.array(self.names), presence_names=np.array([], dtype=str),
-                 presence=np.zeros((len(arrays["frame_id"]), 0), np.float32), **arrays)
-        tmp.replace(path)
+        write_revision(self._revise, list(self.names), [], presence=None, **self._floors.revised(len(self.names)))
         return None

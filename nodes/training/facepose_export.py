@@ -67,6 +67,12 @@ def _fhog_input(task: Any) -> bool:
     return reads_fhog(task.model_config())
 
 
+def coreml_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a CoreML package carries of the export's JSON: how to feed it and what comes out."""
+    keys = ("kind", "input_size", "crop_size", "mean", "std", "outputs", "au_names", "inputs")
+    return {k: meta[k] for k in keys if k in meta}
+
+
 def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str], meta: dict[str, Any],
                      sample: np.ndarray) -> list[Path]:
     """``au_net.onnx`` (and ``au_net.mlpackage``) with two inputs, (image, fhog) → clipped AUs; held-out scores."""
@@ -87,11 +93,9 @@ def _export_fhog_fer(model: nn.Module, out: Path, task: Any, targets: list[str],
                 held_out_landmarks=task.val_landmarks_from)
     written: list[Path] = []
     if "coreml" in targets:
-        coreml_meta = {k: meta[k] for k in ("kind", "input_size", "crop_size", "mean", "std", "outputs", "au_names",
-                                            "inputs")}
         example = (sample[:1], np.ascontiguousarray(hog[:1], np.float32))
         written.append(export_coreml(ClippedAUs(model).eval(), example, out / "au_net", ("image", "fhog"),
-                                     metadata=coreml_meta, fp16=False))
+                                     metadata=coreml_metadata(meta), fp16=False))
         meta["coreml"] = ("au_net.mlpackage (float32): inputs image (1, 3, 112, 112) and fhog (1, 4464), one face "
                           "per call")
     if "onnx" in targets:
@@ -179,7 +183,6 @@ def export_all(model: nn.Module, out: Path, task: LandmarkPoseTask | AUTask, tar
     path.write_text(json.dumps(meta, indent=2) + "\n")
     written.append(path)
     if "coreml" in targets:
-        coreml_meta = {k: meta[k] for k in ("kind", "input_size", "crop_size", "mean", "std", "outputs", "au_names")}
         module = AUFeatures(model) if _person_norm(task) else model  # the head stays ONNX (CPU, microseconds)
-        written.append(export_coreml(module, sample[:1], out / name, metadata=coreml_meta))
+        written.append(export_coreml(module, sample[:1], out / name, metadata=coreml_metadata(meta)))
     return written
